@@ -1,0 +1,81 @@
+"""puli-dispatcher: run the dispatcher's WSGI app under gunicorn (one worker process, gthread)."""
+import argparse
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from .. import config, notify
+from . import settings as dispatcher_settings
+
+
+class DispatcherApplication(BaseApplication):
+    """gunicorn with our settings; the app (and the restored farm) lives in its one worker."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.service = None
+        super().__init__()
+
+    def load_config(self):
+        s = self.settings
+        for key, value in {
+            "bind": [f"{s.address}:{s.port}"],
+            "workers": 1,                     # the worker process owns the farm: never more
+            "worker_class": "gthread",
+            "threads": s.threads,
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": s.log_level.lower() if isinstance(s.log_level, str) else "info",
+            "proc_name": "puli-dispatcher",
+            "limit_request_line": 8190,
+            "on_starting": _on_starting,
+            "worker_exit": self._worker_exit,
+        }.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from .wsgi import build, setup_logging
+        setup_logging(self.settings)
+        self.service, app = build(self.settings)
+        return app
+
+    def _worker_exit(self, server, worker):
+        if self.service is not None:
+            self.service.stop()
+
+
+def _on_starting(server):
+    # gunicorn's arbiter would send READY=1 as soon as its socket is bound, before the farm is
+    # restored: keep the socket from it; the service notifies once it is really ready.
+    notify.reserve_socket()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="puli-dispatcher",
+        description="Run the Puli dispatcher: the farm model, the dispatch loop and the HTTP API.")
+    config.add_arguments(parser)
+    parser.add_argument("--clean", action="store_true", help="wipe the database at start")
+    parser.add_argument("--check-config", metavar="FILE",
+                        help="check a settings file and exit (non-zero when it is invalid)")
+    args = parser.parse_args(argv)
+    if args.check_config:
+        errors = config.check(dispatcher_settings.SCHEMA, dispatcher_settings.DEFAULTS_PATH, args.check_config)
+        for error in errors:
+            print(error, file=sys.stderr)
+        return 1 if errors else 0
+    try:
+        values = {"clean": True} if args.clean else {}
+        settings = dispatcher_settings.load_settings(args, **values)
+    except config.ConfigError as exc:
+        print(f"puli-dispatcher: {exc}", file=sys.stderr)
+        return 2
+    DispatcherApplication(settings).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The running dispatcher: the farm under one lock, its dispatch loop, write-behind and worker messages.
+
+HTTP handlers mutate the farm with `with service.lock:` (briefly, no I/O inside) and call
+`service.changed()` afterwards; the loop thread then runs a dispatch pass and delivers what
+the farm put in its outbox. No network or database I/O ever happens under the lock.
+"""
+import gc
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .. import notify
+from ..model import actions
+from ..model.build import build_job
+from ..model.graph import parse_graph
+from ..model.status import CommandStatus as CS
+from ..scheduler.dispatch import dispatch
+from . import workers
+
+log = logging.getLogger("puli.dispatcher")
+
+
+class Service:
+    def __init__(self, farm, store=None, settings=None, clock=time.time):
+        self.farm = farm
+        self.store = store
+        self.settings = settings
+        self.now = clock
+        self.lock = threading.RLock()
+        self.started_at = clock()
+        self.ready = False
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads = []
+        self._sender = ThreadPoolExecutor(max_workers=16, thread_name_prefix="puli-send")
+        self.worker_timeout = getattr(settings, "worker_request_timeout", 5.0)
+        self.dispatch_interval = getattr(settings, "dispatch_interval", 2.0)
+        self.flush_interval = getattr(settings, "flush_interval", 1.0)
+        self.archive_after = getattr(settings, "archive_after", 7 * 86400.0)
+        self.last_pass = {"assigned": 0, "seconds": 0.0, "at": 0.0}
+        self.db_error = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def restore(self):
+        """Load the farm from the store; the long-lived model then leaves the GC's sight."""
+        if self.store is not None:
+            with self.lock:
+                self.store.load(self.farm, self.now())
+        gc.collect()
+        gc.freeze()
+
+    def start(self):
+        """Start the loop and the flusher, then tell systemd we are ready."""
+        for target, name in ((self._loop, "puli-dispatch"), (self._flush_loop, "puli-flush")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.ready = True
+        notify.ready(self.summary())
+
+    def stop(self):
+        """Stop the threads and write everything that is still dirty."""
+        notify.stopping()
+        self._stopping.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._sender.shutdown(wait=True, cancel_futures=False)
+        if self.store is not None:
+            self.flush()
+            self.store.close()
+
+    def changed(self):
+        """Something a dispatch pass or a worker message may follow from happened."""
+        self._wake.set()
+
+    # -- submission -------------------------------------------------------------------------------
+    def submit(self, payload):
+        """Validate, commit, then publish a graph; nothing is visible until it is committed."""
+        spec = parse_graph(payload)
+        now = self.now()
+        with self.lock:
+            job = build_job(self.farm, spec, now)
+        if self.store is not None:
+            self.store.insert_job(job)
+        with self.lock:
+            self.farm.publish(job, now)
+        self.changed()
+        return job
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def _loop(self):
+        tick = min(self.dispatch_interval, 1.0)
+        last_pass = last_housekeeping = 0.0
+        while not self._stopping.is_set():
+            woke = self._wake.wait(tick)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                now = self.now()
+                with self.lock:
+                    farm = self.farm
+                    if now - last_housekeeping >= 1.0:
+                        farm.process_retries(now)
+                        farm.check_liveness(now)
+                        actions.archive_finished(farm, now, self.archive_after)
+                        last_housekeeping = now
+                    if woke or farm.wake or now - last_pass >= self.dispatch_interval:
+                        started = time.perf_counter()
+                        assigned = dispatch(farm, now)
+                        self.last_pass = {"assigned": assigned, "seconds": time.perf_counter() - started, "at": now}
+                        last_pass = now
+                    messages = [workers.message(m) for m in farm.take_outbox()]
+                self._deliver(messages)
+                notify.watchdog()
+            except Exception:                 # keep dispatching: one bad pass must not stop the farm
+                log.exception("dispatch loop iteration failed")
+
+    def _deliver(self, messages):
+        for msg in messages:
+            self._sender.submit(self._send, msg)
+
+    def _send(self, msg):
+        ok = workers.send(msg, self.worker_timeout)
+        if ok or msg.kind != "assign":
+            return
+        # The worker did not take it: back to the queue, and no more work for that node
+        # until it is heard from again.
+        with self.lock:
+            cmd = self.farm.commands.get(msg.command_id)
+            if cmd is not None and cmd.assignment == msg.assignment and cmd.status == CS.ASSIGNED:
+                self.farm.requeue(cmd, self.now())
+                rn = self.farm.render_nodes.get(msg.rn_name)
+                if rn is not None:
+                    rn.alive = False
+                    self.farm.refresh_render_node(rn)
+        self.changed()
+
+    # -- write-behind ---------------------------------------------------------------------------------
+    def _flush_loop(self):
+        while not self._stopping.wait(self.flush_interval):
+            if self.store is not None:
+                self.flush()
+
+    def flush(self):
+        """Write what changed in one transaction; on failure keep it for the next try."""
+        with self.lock:
+            dirty = self.farm.take_dirty()
+            if not dirty:
+                return True
+            rows = self.store.snapshot(self.farm, dirty)
+        try:
+            self.store.write(rows)
+        except Exception as exc:
+            if self.db_error is None:
+                log.error("database write failed, will retry: %s", exc)
+            self.db_error = str(exc)
+            with self.lock:
+                self.farm.dirty.merge(dirty)
+            return False
+        if self.db_error is not None:
+            log.warning("database is back; pending changes written")
+            self.db_error = None
+        return True
+
+    def summary(self):
+        farm = self.farm
+        running = farm.root.counts[CS.RUNNING] + farm.root.counts[CS.ASSIGNED]
+        ready = farm.root.counts[CS.READY]
+        return (f"{len(farm.root.children)} jobs, {running} running, {ready} ready, "
+                f"{sum(1 for rn in farm.render_nodes.values() if rn.alive)}/{len(farm.render_nodes)} render nodes up")

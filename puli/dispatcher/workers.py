@@ -1,0 +1,100 @@
+"""Messages from the dispatcher to workers: assignments and stop orders.
+
+`message()` runs under the farm lock and copies everything it needs out of the model;
+`send()` runs on a sender thread, outside the lock.
+
+Wire contract (worker side):
+- ``POST http://<host>:<port>/commands/`` with the assignment body below; 202 = accepted.
+- ``DELETE http://<host>:<port>/commands/<id>/?assignment=<n>``: stop that run of the command.
+"""
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+log = logging.getLogger("puli.dispatcher.workers")
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str                           # "assign" or "stop"
+    rn_name: str
+    url: str
+    command_id: int
+    assignment: int
+    body: bytes = b""
+
+
+def merged(task, field):
+    """Arguments or environment of a task: outer groups first, inner ones override them,
+    the task overrides its groups (the nearest value wins)."""
+    chain = [n for n in task.ancestors() if n.parent is not None]
+    out = {}
+    for node in reversed(chain):
+        out.update(getattr(node, field))
+    return out
+
+
+def assignment_body(cmd, rn):
+    task = cmd.task
+    arguments = merged(task, "arguments")
+    arguments.update(cmd.arguments)
+    environment = merged(task, "environment")
+    environment.update({
+        "PULI_USER": task.user or task.job.user,
+        "PULI_COMMAND_ID": str(cmd.id),
+        "PULI_TASK_ID": str(task.id),
+        "PULI_TASK_NAME": task.name,
+        "PULI_JOB_ID": str(task.job.id),
+        "PULI_ALLOCATED_CORES": str(cmd.cores),
+        "PULI_ALLOCATED_MEMORY": str(cmd.ram),
+    })
+    return {
+        "id": cmd.id,
+        "assignment": cmd.assignment,
+        "description": cmd.description,
+        "runner": task.runner,
+        "arguments": arguments,
+        "environment": environment,
+        "validationExpression": task.validation_expression,
+        "taskName": task.name,
+        "taskId": task.id,
+        "jobId": task.job.id,
+        "relativePathToLogDir": str(task.id),
+        "runnerPackages": task.runner_packages,
+        "watcherPackages": task.watcher_packages,
+        "cores": cmd.cores,
+        "ramUse": cmd.ram,
+        "maxRunTime": task.max_run_time,
+        "licenses": list(task.licenses),
+        "attempt": cmd.attempt,
+    }
+
+
+def message(item):
+    kind, rn = item[0], item[1]
+    base = f"http://{rn.host}:{rn.port}"
+    if kind == "assign":
+        cmd, assignment = item[2], item[3]
+        body = json.dumps(assignment_body(cmd, rn)).encode()
+        return Message("assign", rn.name, f"{base}/commands/", cmd.id, assignment, body)
+    command_id, assignment = item[2], item[3]
+    return Message("stop", rn.name, f"{base}/commands/{command_id}/?assignment={assignment}", command_id, assignment)
+
+
+def send(msg, timeout):
+    """Deliver one message; True when the worker accepted it."""
+    method = "POST" if msg.kind == "assign" else "DELETE"
+    request = urllib.request.Request(msg.url, data=msg.body or None, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except urllib.error.HTTPError as exc:
+        if msg.kind == "stop" and exc.code == 404:
+            return True                 # the worker no longer has it: stopped already
+        log.warning("%s of command %d to %s refused: HTTP %d", msg.kind, msg.command_id, msg.rn_name, exc.code)
+    except (OSError, ValueError) as exc:
+        log.warning("%s of command %d to %s failed: %s", msg.kind, msg.command_id, msg.rn_name, exc)
+    return False

@@ -1,0 +1,438 @@
+"""The farm: every job, command, render node, pool and license, with the indices dispatch needs.
+
+This is the one place where a command changes status. Each transition updates the counters of
+the command's ancestors (O(depth)), the ready indices the scheduler reads, the resources of its
+render node and licenses, the dirty sets the store flushes, and the dependencies waiting on a
+node whose status changed. No I/O here: messages for workers go to `outbox`.
+"""
+import heapq
+from collections import deque
+
+from .jobs import Command, Dependency, Task, TaskGroup
+from .licenses import License
+from .pools import Pool, PoolShare
+from .status import ACTIVE, FAILED, FINAL, FINAL_NODE, CommandStatus as CS, NodeStatus
+
+ROOT_ID = 1
+DEFAULT_POOL = "default"
+
+
+class Dirty:
+    """What changed since the last flush; the store swaps it for a fresh one."""
+
+    __slots__ = ("commands", "nodes", "render_nodes", "pools", "shares", "licenses",
+                 "archived_jobs", "removed_licenses", "meta")
+
+    def __init__(self):
+        self.commands = set()
+        self.nodes = set()
+        self.render_nodes = set()
+        self.pools = set()
+        self.shares = set()
+        self.licenses = set()
+        self.removed_licenses = set()
+        self.archived_jobs = []
+        self.meta = False
+
+    def __bool__(self):
+        return bool(self.commands or self.nodes or self.render_nodes or self.pools or self.shares
+                    or self.licenses or self.removed_licenses or self.archived_jobs or self.meta)
+
+    def merge(self, other):
+        """Put back what a failed flush took, without losing what changed meanwhile."""
+        for name in ("commands", "nodes", "render_nodes", "pools", "shares", "licenses", "removed_licenses"):
+            getattr(self, name).update(getattr(other, name))
+        self.archived_jobs[:0] = other.archived_jobs
+        self.meta = self.meta or other.meta
+
+
+class Farm:
+    def __init__(self, rn_timeout=30.0, retry_delay=20.0, job_rn_error_limit=3, quarantine_threshold=3):
+        self.rn_timeout = rn_timeout
+        self.retry_delay = retry_delay
+        self.job_rn_error_limit = job_rn_error_limit
+        self.quarantine_threshold = quarantine_threshold
+        self.root = TaskGroup(ROOT_ID, "graphs")
+        self.nodes = {ROOT_ID: self.root}
+        self.commands = {}
+        self.render_nodes = {}
+        self.pools = {}
+        self.shares = {}
+        self.licenses = {}
+        self.next_node_id = ROOT_ID + 1
+        self.next_command_id = 1
+        self.next_share_id = 1
+        self.next_pool_id = 1
+        self.next_rn_id = 1
+        self.next_assignment = 1
+        self.dirty = Dirty()
+        self.outbox = []                # ("assign", rn, command, assignment) / ("stop", rn, command id, assignment)
+        self.retries = []               # heap of (due, command id, attempt)
+        self.wake = True                # something happened that a dispatch pass may act on
+        self.get_pool(DEFAULT_POOL)
+
+    # -- ids --------------------------------------------------------------------------------
+    def allocate_ids(self, nodes, commands):
+        """Reserve id ranges; ids are never reused, even when a submission fails to commit."""
+        first_node, first_command = self.next_node_id, self.next_command_id
+        self.next_node_id += nodes
+        self.next_command_id += commands
+        self.dirty.meta = True
+        return first_node, first_command
+
+    # -- pools and licenses -------------------------------------------------------------------
+    def get_pool(self, name, create=True):
+        pool = self.pools.get(name)
+        if pool is None and create:
+            pool = Pool(self.next_pool_id, name)
+            self.next_pool_id += 1
+            self.pools[name] = pool
+            self.dirty.pools.add(pool)
+        return pool
+
+    def new_share(self, pool, job, max_rn=-1, register=True):
+        share = PoolShare(self.next_share_id, pool, job, max_rn)
+        self.next_share_id += 1
+        self.dirty.meta = True
+        if register:
+            self.shares[share.id] = share
+            pool.shares[share.id] = share
+            self.dirty.shares.add(share)
+        return share
+
+    def set_license(self, name, maximum):
+        lic = self.licenses.get(name)
+        if lic is None:
+            lic = self.licenses[name] = License(name, maximum)
+        lic.maximum = maximum
+        self.dirty.licenses.add(lic)
+        self.dirty.removed_licenses.discard(name)
+        self.wake = True
+        return lic
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def publish(self, job, now):
+        """Link a built job (see build.py) into the farm: indices, counters, dependencies."""
+        root = self.root
+        job.parent = root
+        root.children.append(job)
+        job.ready_tasks = {}
+        job.rn_errors = {}
+        pool = job.share.pool
+        for node in job.walk():
+            self.nodes[node.id] = node
+            if node.is_task:
+                node.ready = deque(c for c in node.commands if c.status == CS.READY)
+                for cmd in node.commands:
+                    self.commands[cmd.id] = cmd
+                    node.counts[cmd.status] += 1
+                    node.completion_sum += cmd.completion
+        # Counters bottom-up, then the root once.
+        for node in reversed(list(job.walk())):
+            if not node.is_task:
+                for child in node.children:
+                    for i, n in enumerate(child.counts):
+                        node.counts[i] += n
+                    node.completion_sum += child.completion_sum
+        for i, n in enumerate(job.counts):
+            root.counts[i] += n
+        root.completion_sum += job.completion_sum
+        pool.shares[job.share.id] = job.share
+        self.shares[job.share.id] = job.share
+        for node in job.walk():
+            node.status = node.derive_status()
+        for node in job.walk():
+            for dep in node.dependencies:
+                self._link_dependency(dep)
+        self._refresh_blocked(job, now)
+        for task in job.tasks():
+            self._refresh_ready(task)
+            if task.max_attempt > 1:
+                for cmd in task.commands:
+                    if cmd.status in FAILED and cmd.attempt < task.max_attempt:
+                        heapq.heappush(self.retries, ((cmd.end_time or now) + self.retry_delay, cmd.id, cmd.attempt))
+        self.wake = True
+
+    def _link_dependency(self, dep):
+        target = self.nodes.get(dep.target_id)
+        dep.target = target
+        if target is not None:
+            target.dependents.append(dep)
+            dep.satisfied = target.status in dep.statuses
+        # An unknown target is an archived job: `satisfied` keeps what the store restored.
+        if not dep.satisfied:
+            dep.node.unsatisfied += 1
+
+    def archive(self, job):
+        """Take a finished job out of memory; the store marks its rows archived."""
+        root = self.root
+        root.children.remove(job)
+        for i, n in enumerate(job.counts):
+            root.counts[i] -= n
+        root.completion_sum -= job.completion_sum
+        for node in job.walk():
+            del self.nodes[node.id]
+            node.archived = True
+            for dep in node.dependents:
+                dep.target = None       # the dependent keeps its last verdict
+            for dep in node.dependencies:
+                if dep.target is not None:
+                    dep.target.dependents.remove(dep)
+            if node.is_task:
+                for cmd in node.commands:
+                    del self.commands[cmd.id]
+        share = job.share
+        share.pool.shares.pop(share.id, None)
+        share.pool.jobs.pop(job, None)
+        self.shares.pop(share.id, None)
+        self.dirty.archived_jobs.append(job)
+
+    # -- the transition -------------------------------------------------------------------------
+    def set_status(self, cmd, new, now):
+        """Move a command to `new`: the only place a command's status changes."""
+        old = cmd.status
+        if old == new:
+            return
+        cmd.status = new
+        cmd.update_time = now
+        self.dirty.commands.add(cmd)
+        if old in ACTIVE and new not in ACTIVE:
+            self._release(cmd)
+        task = cmd.task
+        if new == CS.READY:
+            task.ready.append(cmd)
+        ready_before = task.counts[CS.READY]
+        node = task
+        while node is not None:
+            counts = node.counts
+            counts[old] -= 1
+            counts[new] += 1
+            status = node.derive_status()
+            if status != node.status:
+                self._node_status_changed(node, status, now)
+            node = node.parent
+        if (ready_before == 0) != (task.counts[CS.READY] == 0):
+            self._refresh_ready(task)
+
+    def set_completion(self, cmd, value):
+        delta = value - cmd.completion
+        if delta:
+            cmd.completion = value
+            self.dirty.commands.add(cmd)
+            node = cmd.task
+            while node is not None:
+                node.completion_sum += delta
+                node = node.parent
+
+    def _node_status_changed(self, node, status, now):
+        old = node.status
+        node.status = status
+        node.update_time = now
+        self.dirty.nodes.add(node)
+        if status in FINAL_NODE:
+            node.end_time = now
+        elif old in FINAL_NODE:
+            node.end_time = None
+        if status == NodeStatus.RUNNING and node.start_time is None:
+            node.start_time = now
+        for dep in node.dependents:
+            satisfied = status in dep.statuses
+            if satisfied != dep.satisfied:
+                dep.satisfied = satisfied
+                dependent = dep.node
+                dependent.unsatisfied += -1 if satisfied else 1
+                if dependent.unsatisfied == (0 if satisfied else 1):
+                    self._refresh_blocked(dependent, now)
+
+    def refresh_status(self, node, now):
+        """Re-derive statuses from `node` up after a flag (paused) changed."""
+        while node is not None:
+            status = node.derive_status()
+            if status != node.status:
+                self._node_status_changed(node, status, now)
+            node = node.parent
+
+    def _refresh_blocked(self, top, now):
+        """A dependency verdict changed above these tasks: block or release their commands."""
+        for task in top.tasks():
+            blocked = task.blocked()
+            want, other = (CS.BLOCKED, CS.READY) if blocked else (CS.READY, CS.BLOCKED)
+            if task.counts[other]:
+                for cmd in task.commands:
+                    if cmd.status == other:
+                        self.set_status(cmd, want, now)
+        self.wake = True
+
+    # -- dispatch indices ---------------------------------------------------------------------
+    def _refresh_ready(self, task):
+        job = task.job
+        if job.ready_tasks is None:
+            return                      # not published yet
+        if task.counts[CS.READY] and not task.paused:
+            if task not in job.ready_tasks:
+                job.ready_tasks[task] = None
+        else:
+            job.ready_tasks.pop(task, None)
+        self.refresh_job(job)
+
+    def refresh_job(self, job):
+        pool = job.share.pool
+        if job.ready_tasks and not job.paused:
+            if job not in pool.jobs:
+                pool.jobs[job] = None
+                self.wake = True
+        else:
+            pool.jobs.pop(job, None)
+
+    def refresh_render_node(self, rn):
+        """Keep a node's status and its place among its pools' free nodes up to date."""
+        rn.status = rn.derive_status()
+        free = rn.dispatchable and rn.free_cores > 0
+        for pool in rn.pools:
+            if free:
+                if rn not in pool.free:
+                    pool.free[rn] = None
+                    self.wake = True
+            else:
+                pool.free.pop(rn, None)
+
+    # -- resources ------------------------------------------------------------------------------
+    def assign(self, cmd, rn, cores, now):
+        """Give a READY command to a render node (the scheduler chose both)."""
+        task = cmd.task
+        cmd.assignment = self.next_assignment
+        self.next_assignment += 1
+        cmd.render_node = rn
+        cmd.cores = cores
+        cmd.ram = task.ram_use
+        cmd.start_time = now
+        cmd.end_time = None
+        cmd.message = ""
+        self._hold(cmd, rn)
+        self.set_status(cmd, CS.ASSIGNED, now)
+        self.refresh_render_node(rn)
+        self.outbox.append(("assign", rn, cmd, cmd.assignment))
+
+    def _hold(self, cmd, rn):
+        rn.commands[cmd.id] = cmd
+        rn.free_cores -= cmd.cores
+        rn.free_ram -= cmd.ram
+        for name in cmd.task.licenses:
+            lic = self.licenses.get(name)
+            if lic is not None and cmd.id not in lic.holders:
+                lic.holders[cmd.id] = rn.name
+                lic.used += 1
+
+    def _release(self, cmd):
+        rn = cmd.render_node
+        if rn is not None and rn.commands.pop(cmd.id, None) is not None:
+            rn.free_cores += cmd.cores
+            rn.free_ram += cmd.ram
+            self.refresh_render_node(rn)
+        for name in cmd.task.licenses:
+            lic = self.licenses.get(name)
+            if lic is not None and lic.holders.pop(cmd.id, None) is not None:
+                lic.used -= 1
+                self.wake = True
+
+    def reattach(self, cmd, rn, status, now):
+        """A command we had given up on (TIMEOUT) is reported alive by its node: take it back."""
+        self._hold(cmd, rn)
+        self.set_status(cmd, status, now)
+        self.refresh_render_node(rn)
+
+    def stop_on_worker(self, cmd):
+        """Tell the command's worker to kill it, fenced by its current assignment."""
+        if cmd.status in ACTIVE and cmd.render_node is not None:
+            self.outbox.append(("stop", cmd.render_node, cmd.id, cmd.assignment))
+
+    def requeue(self, cmd, now, reset_attempts=False):
+        """Back to READY (or BLOCKED) for a fresh run; any worker report on the old run is stale."""
+        self.stop_on_worker(cmd)
+        cmd.assignment = 0
+        cmd.start_time = cmd.end_time = None
+        cmd.message = ""
+        if reset_attempts:
+            cmd.attempt = 0
+        self.set_completion(cmd, 0.0)
+        self.set_status(cmd, CS.BLOCKED if cmd.task.blocked() else CS.READY, now)
+
+    def finish(self, cmd, status, now, message=None):
+        """A run ended: DONE, ERROR, TIMEOUT or CANCELED (by the user)."""
+        if message is not None:
+            cmd.message = message
+        cmd.end_time = now
+        rn = cmd.render_node
+        if status == CS.DONE:
+            self.set_completion(cmd, 1.0)
+        if status in (CS.DONE, CS.ERROR, CS.TIMEOUT) and cmd.status in ACTIVE:
+            cmd.attempt += 1
+        was_active = cmd.status in ACTIVE
+        self.set_status(cmd, status, now)
+        task = cmd.task
+        if status == CS.DONE and was_active and cmd.start_time is not None:
+            per_frame = (now - cmd.start_time) / max(cmd.nb_frames, 1)
+            t = task.avg_times
+            task.avg_times = [1, per_frame, per_frame, per_frame] if t is None else \
+                [t[0] + 1, t[1] + per_frame, min(t[2], per_frame), max(t[3], per_frame)]
+        if was_active and rn is not None and status != CS.CANCELED:
+            self._record_outcome(rn, task.job, status in FAILED)
+        if status in FAILED and cmd.attempt < task.max_attempt:
+            heapq.heappush(self.retries, (now + self.retry_delay, cmd.id, cmd.attempt))
+
+    def _record_outcome(self, rn, job, failed):
+        if failed and job.rn_errors is not None:
+            job.rn_errors[rn.name] = job.rn_errors.get(rn.name, 0) + 1
+        limit = self.quarantine_threshold
+        if limit <= 0:
+            return
+        # One entry per job, the latest: errors of a single bad job do not condemn the node.
+        history = [h for h in rn.history if h[0] != job.id]
+        history.append((job.id, failed))
+        rn.history = history = deque(history[-limit:])
+        if len(history) >= limit and all(f for _, f in history) and not rn.quarantined:
+            rn.quarantined = True
+            self.dirty.render_nodes.add(rn)
+            self.refresh_render_node(rn)
+
+    def process_retries(self, now):
+        """Put failed commands whose retry delay has passed back in the queue."""
+        retries = self.retries
+        while retries and retries[0][0] <= now:
+            _, cmd_id, attempt = heapq.heappop(retries)
+            cmd = self.commands.get(cmd_id)
+            if cmd is not None and cmd.status in FAILED and cmd.attempt == attempt:
+                self.requeue(cmd, now)
+
+    def check_liveness(self, now):
+        """Render nodes silent for rn_timeout become UNKNOWN and their commands TIMEOUT."""
+        deadline = now - self.rn_timeout
+        for rn in self.render_nodes.values():
+            if rn.alive and rn.last_alive < deadline:
+                rn.alive = False
+                for cmd in list(rn.commands.values()):
+                    self.finish(cmd, CS.TIMEOUT, now, f"render node {rn.name} silent for more than {self.rn_timeout:g} s")
+                self.refresh_render_node(rn)
+
+    def take_outbox(self):
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_dirty(self):
+        dirty, self.dirty = self.dirty, Dirty()
+        return dirty
+
+
+def new_command(id, task, description, args_json, nb_frames):
+    cmd = Command(id, task, description, args_json, nb_frames=nb_frames)
+    task.commands.append(cmd)
+    return cmd
+
+
+def new_dependency(node, target_id, statuses):
+    dep = Dependency(node, target_id, statuses)
+    node.dependencies.append(dep)
+    return dep
+
+
+__all__ = ["Farm", "Dirty", "ROOT_ID", "DEFAULT_POOL", "Task", "TaskGroup", "new_command", "new_dependency"]

@@ -1,0 +1,320 @@
+"""Validation of a submitted graph in Puli's wire format, into a spec the farm can build.
+
+Everything is checked before anything is created: a malformed graph is refused whole.
+Dependencies name either an index in the graph's `tasks` array (Puli's form) or an existing
+node of the farm as `{"nodeId": 42}` (a dependency on another job).
+"""
+import json
+
+from .errors import InvalidGraph
+from .status import NodeStatus
+
+MAX_COMMANDS = 1_000_000
+_NODE_STATUSES = {int(s) for s in NodeStatus}
+
+
+class NodeSpec:
+    __slots__ = ("index", "kind", "fields", "children", "dependencies", "commands", "parent")
+
+    def __init__(self, index, kind, fields):
+        self.index = index
+        self.kind = kind                # "TaskGroup" or "Task"
+        self.fields = fields            # keyword arguments for the model class
+        self.children = []              # indices
+        self.dependencies = []          # (index or ("node", id), [statuses])
+        self.commands = []              # (description, args_json, nb_frames)
+        self.parent = None
+
+
+class GraphSpec:
+    def __init__(self, name, user, pool, max_rn, root, nodes, meta):
+        self.name = name
+        self.user = user
+        self.pool = pool
+        self.max_rn = max_rn
+        self.root = root                # index of the job's node
+        self.nodes = nodes              # NodeSpec by index; only those reachable from root
+        self.meta = meta
+
+    @property
+    def command_count(self):
+        return sum(len(n.commands) for n in self.nodes.values())
+
+    def external_targets(self):
+        return {d[1] for n in self.nodes.values() for d, _ in n.dependencies if isinstance(d, tuple)}
+
+
+def parse_graph(payload):
+    """Check a `POST /graphs/` body and return a GraphSpec; raise InvalidGraph naming the fault."""
+    if not isinstance(payload, dict):
+        raise InvalidGraph("the graph must be a JSON object")
+    tasks = payload.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise InvalidGraph("'tasks' must be a non-empty list")
+    root = _get(payload, "root", int, 0, "graph")
+    if not 0 <= root < len(tasks):
+        raise InvalidGraph(f"'root' is {root}, not an index of 'tasks' (0..{len(tasks) - 1})")
+    user = _get(payload, "user", str, "", "graph")
+    pool = _get(payload, "poolName", str, "default", "graph") or "default"
+    max_rn = _get(payload, "maxRN", int, -1, "graph")
+    name = _get(payload, "name", str, "", "graph")
+    meta = _get(payload, "meta", dict, {}, "graph")
+
+    specs = {}
+    for index, raw in enumerate(tasks):
+        specs[index] = _parse_node(index, raw, user, len(tasks))
+
+    # Parent links: every node listed by at most one TaskGroup, no node its own ancestor.
+    for spec in specs.values():
+        for child in spec.children:
+            if specs[child].parent is not None:
+                raise InvalidGraph(f"tasks[{child}] is listed as a child of both tasks[{specs[child].parent}] and tasks[{spec.index}]")
+            specs[child].parent = spec.index
+    if specs[root].parent is not None:
+        raise InvalidGraph(f"the root tasks[{root}] is a child of tasks[{specs[root].parent}]")
+    reachable = {}
+    stack = [root]
+    while stack:
+        index = stack.pop()
+        if index in reachable:
+            raise InvalidGraph(f"tasks[{index}] is its own ancestor")
+        reachable[index] = specs[index]
+        stack.extend(specs[index].children)
+    for spec in reachable.values():
+        for target, _ in spec.dependencies:
+            if not isinstance(target, tuple) and target not in reachable:
+                raise InvalidGraph(f"tasks[{spec.index}] depends on tasks[{target}], which is not part of the graph under its root")
+    if sum(len(s.commands) for s in reachable.values()) > MAX_COMMANDS:
+        raise InvalidGraph(f"a graph may hold at most {MAX_COMMANDS} commands")
+    _refuse_cycles(reachable)
+    if not name:
+        name = reachable[root].fields["name"]
+    return GraphSpec(name, user, pool, max_rn, root, reachable, meta)
+
+
+def _parse_node(index, raw, default_user, count):
+    where = f"tasks[{index}]"
+    if not isinstance(raw, dict):
+        raise InvalidGraph(f"{where} must be an object")
+    kind = raw.get("type", "Task")
+    if kind not in ("Task", "TaskGroup"):
+        raise InvalidGraph(f"{where}.type must be 'Task' or 'TaskGroup', not {kind!r}")
+    name = _get(raw, "name", str, "", where)
+    if not name:
+        raise InvalidGraph(f"{where}.name is required")
+    fields = dict(
+        name=name,
+        user=_get(raw, "user", str, "", where) or default_user,
+        priority=_get(raw, "priority", int, 0, where),
+        dispatch_key=float(_get(raw, "dispatchKey", (int, float), 0, where)),
+        max_rn=_get(raw, "maxRN", int, -1, where),
+        tags=_json_dict(raw, "tags", where),
+        environment=_str_dict(raw, "environment", where),
+        arguments=_json_dict(raw, "arguments", where),
+        requirements=_json_dict(raw, "requirements", where),
+        timer=_timer(raw, where),
+    )
+    if fields["max_rn"] == 0:
+        fields["max_rn"] = -1          # Puli's client sends 0 for "no limit"
+    spec = NodeSpec(index, kind, fields)
+    spec.dependencies = _dependencies(raw, where, count)
+    if kind == "TaskGroup":
+        fields["strategy"] = _get(raw, "strategy", str, "", where)
+        children = _get(raw, "tasks", list, [], where)
+        for child in children:
+            if not isinstance(child, int) or isinstance(child, bool) or not 0 <= child < count:
+                raise InvalidGraph(f"{where}.tasks holds {child!r}, not an index of 'tasks'")
+            if child == index:
+                raise InvalidGraph(f"{where} lists itself as a child")
+        spec.children = children
+        return spec
+
+    lic = _get(raw, "lic", str, "", where) or _get(raw, "licence", str, "", where)
+    fields.update(
+        runner=_get(raw, "runner", str, "puli.commandwatcher.runners.DefaultCommandRunner", where),
+        min_cores=_get(raw, "minNbCores", int, 1, where),
+        max_cores=_get(raw, "maxNbCores", int, 0, where),
+        ram_use=_get(raw, "ramUse", int, 0, where),
+        licenses=tuple(x for x in lic.split("&") if x),
+        max_attempt=_get(raw, "maxAttempt", int, 1, where),
+        max_run_time=_get(raw, "maxRunTime", (int, float), 0, where),
+        validation_expression=str(raw.get("validationExpression") or ""),
+        runner_packages=_packages(raw, "runnerPackages", where),
+        watcher_packages=_packages(raw, "watcherPackages", where),
+    )
+    for key in ("min_cores", "max_cores", "ram_use"):
+        if fields[key] < 0:
+            raise InvalidGraph(f"{where}: {key} must not be negative")
+    if fields["max_cores"] and fields["max_cores"] < fields["min_cores"]:
+        raise InvalidGraph(f"{where}: maxNbCores ({fields['max_cores']}) is below minNbCores ({fields['min_cores']})")
+    if fields["max_attempt"] < 1:
+        raise InvalidGraph(f"{where}.maxAttempt must be at least 1")
+    commands = _get(raw, "commands", list, [], where)
+    if commands:
+        for i, cmd in enumerate(commands):
+            spec.commands.append(_command(cmd, f"{where}.commands[{i}]", name))
+    else:
+        spec.commands = decompose(name, fields["arguments"], where)
+    return spec
+
+
+def _command(raw, where, task_name):
+    if not isinstance(raw, dict):
+        raise InvalidGraph(f"{where} must be an object")
+    description = _get(raw, "description", str, "", where) or task_name
+    args = _json_dict(raw, "arguments", where)
+    return description, json.dumps(args, separators=(",", ":")), _nb_frames(args)
+
+
+def decompose(task_name, arguments, where="task"):
+    """Puli's DefaultTaskDecomposer: `start`/`end`/`packetSize` or `framesList` into commands."""
+    def packets(first, last, size):
+        out = []
+        for start in range(first, last + 1, size):
+            end = min(start + size - 1, last)
+            args = dict(arguments, start=start, end=end)
+            out.append((f"{task_name}_{start}_{end}", json.dumps(args, separators=(",", ":")), end - start + 1))
+        return out
+
+    size = arguments.get("packetSize", 1)
+    if not isinstance(size, int) or size < 1:
+        raise InvalidGraph(f"{where}.arguments.packetSize must be a positive integer")
+    if "framesList" in arguments:
+        out = []
+        for part in str(arguments["framesList"]).split(","):
+            part = part.strip()
+            try:
+                a, _, b = part.partition("-")
+                first, last = int(a), int(b or a)
+            except ValueError:
+                raise InvalidGraph(f"{where}.arguments.framesList: {part!r} is not a frame or a range") from None
+            if last < first:
+                raise InvalidGraph(f"{where}.arguments.framesList: range {part!r} ends before it starts")
+            out.extend(packets(first, last, size))
+        return out
+    if "start" in arguments and "end" in arguments:
+        first, last = arguments["start"], arguments["end"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (first, last)):
+            raise InvalidGraph(f"{where}.arguments: start and end must be integers")
+        if last < first:
+            raise InvalidGraph(f"{where}.arguments: end ({last}) is before start ({first})")
+        if (last - first) // size >= MAX_COMMANDS:
+            raise InvalidGraph(f"{where}.arguments: more than {MAX_COMMANDS} commands")
+        return packets(first, last, size)
+    return [(task_name, json.dumps(arguments, separators=(",", ":")), 1)]
+
+
+def _nb_frames(args):
+    start, end = args.get("start"), args.get("end")
+    if isinstance(start, int) and isinstance(end, int) and end >= start:
+        return end - start + 1
+    return 1
+
+
+def _dependencies(raw, where, count):
+    deps = _get(raw, "dependencies", list, [], where)
+    out = []
+    for i, dep in enumerate(deps):
+        if not (isinstance(dep, list) and len(dep) in (1, 2)):
+            raise InvalidGraph(f"{where}.dependencies[{i}] must be [target, [statuses]]")
+        target = dep[0]
+        statuses = dep[1] if len(dep) == 2 else [int(NodeStatus.DONE)]
+        if isinstance(target, dict) and isinstance(target.get("nodeId"), int):
+            target = ("node", target["nodeId"])
+        elif not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < count:
+            raise InvalidGraph(f"{where}.dependencies[{i}]: {dep[0]!r} is neither an index of 'tasks' nor {{\"nodeId\": id}}")
+        if not isinstance(statuses, list) or not statuses or not all(s in _NODE_STATUSES and not isinstance(s, bool) for s in statuses):
+            raise InvalidGraph(f"{where}.dependencies[{i}]: statuses must be a non-empty list of node statuses 0..6")
+        out.append((target, statuses))
+    return out
+
+
+def _refuse_cycles(specs):
+    """A node waits for its dependencies' targets (its ancestors' ones too) and for its children.
+
+    A cycle in that relation can never finish: refuse it, naming the nodes on it.
+    """
+    inherited = {}
+
+    def deps_of(index):
+        if index not in inherited:
+            spec = specs[index]
+            own = [t for t, _ in spec.dependencies if not isinstance(t, tuple)]
+            inherited[index] = own + (deps_of(spec.parent) if spec.parent is not None else [])
+        return inherited[index]
+
+    order = list(specs)
+    for index in order:              # fill the cache top-down to keep the recursion shallow
+        node = index
+        chain = []
+        while node is not None and node not in inherited:
+            chain.append(node)
+            node = specs[node].parent
+        for n in reversed(chain):
+            deps_of(n)
+    edges = {i: set(inherited[i]) | set(specs[i].children) for i in specs}
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(specs, WHITE)
+    for start in specs:
+        if color[start] != WHITE:
+            continue
+        stack = [(start, iter(edges[start]))]
+        color[start] = GREY
+        path = [start]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                color[node] = BLACK
+                stack.pop()
+                path.pop()
+            elif color[nxt] == GREY:
+                cycle = path[path.index(nxt):] + [nxt]
+                names = " -> ".join(f"tasks[{i}] ({specs[i].fields['name']})" for i in cycle)
+                raise InvalidGraph(f"dependency cycle: {names}")
+            elif color[nxt] == WHITE:
+                color[nxt] = GREY
+                stack.append((nxt, iter(edges[nxt])))
+                path.append(nxt)
+
+
+def _get(raw, key, kind, default, where):
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    if kind in (int, (int, float)) and isinstance(value, bool):
+        raise InvalidGraph(f"{where}.{key} must be a number, not {value!r}")
+    if not isinstance(value, kind):
+        wanted = {str: "a string", int: "an integer", list: "a list", dict: "an object"}.get(kind, "a number")
+        raise InvalidGraph(f"{where}.{key} must be {wanted}, not {type(value).__name__}")
+    return value
+
+
+def _json_dict(raw, key, where):
+    return _get(raw, key, dict, {}, where)
+
+
+def _str_dict(raw, key, where):
+    value = _json_dict(raw, key, where)
+    for k, v in value.items():
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            raise InvalidGraph(f"{where}.{key}.{k} must be a string")
+    return {k: str(v) for k, v in value.items()}
+
+
+def _packages(raw, key, where):
+    value = raw.get(key) or ""
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    if not isinstance(value, str):
+        raise InvalidGraph(f"{where}.{key} must be a string or a list of strings")
+    return value
+
+
+def _timer(raw, where):
+    value = raw.get("timer")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidGraph(f"{where}.timer must be a time in seconds since the epoch")
+    return float(value)
