@@ -150,6 +150,15 @@ def test_timer_holds_a_task_until_its_time():
     assert len(run_pass(farm, now=1000.0)) == 1
 
 
+def test_timer_on_a_group_holds_every_task_below_it():
+    farm = make_farm()
+    add_rn(farm, "n:8000", cores=1)
+    job = submit(farm, task("a"), task("b"))
+    job.timer = 500.0
+    assert run_pass(farm, now=499.0) == []
+    assert len(run_pass(farm, now=500.0)) == 1
+
+
 def test_dependency_blocks_until_target_done_then_releases():
     farm = make_farm()
     add_rn(farm, "n:8000", cores=1)

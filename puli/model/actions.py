@@ -360,6 +360,11 @@ def command_update(farm, name, command_id, report, now):
 
 def _apply_report(farm, cmd, rn, report, now):
     status = report.get("status")
+    if status is not None:
+        try:
+            status = CS(status)
+        except ValueError:
+            raise InvalidValue(f"status {status!r} is not a command status (0..8)") from None
     if cmd.status in FINAL:
         return                          # a repeated final report: already applied
     if "message" in report and report["message"] is not None:

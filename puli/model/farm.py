@@ -69,6 +69,7 @@ class Farm:
         self.outbox = []                # ("assign", rn, command, assignment) / ("stop", rn, command id, assignment)
         self.retries = []               # heap of (due, command id, attempt)
         self.wake = True                # something happened that a dispatch pass may act on
+        self.job_counts = [0] * len(NodeStatus)  # jobs by status, kept as they change
         self.get_pool(DEFAULT_POOL)
 
     # -- ids --------------------------------------------------------------------------------
@@ -141,6 +142,8 @@ class Farm:
         self.shares[job.share.id] = job.share
         for node in job.walk():
             node.status = node.derive_status()
+        root.status = root.derive_status()
+        self.job_counts[job.status] += 1
         for node in job.walk():
             for dep in node.dependencies:
                 self._link_dependency(dep)
@@ -170,6 +173,8 @@ class Farm:
         for i, n in enumerate(job.counts):
             root.counts[i] -= n
         root.completion_sum -= job.completion_sum
+        root.status = root.derive_status()
+        self.job_counts[job.status] -= 1
         for node in job.walk():
             del self.nodes[node.id]
             node.archived = True
@@ -228,6 +233,9 @@ class Farm:
         old = node.status
         node.status = status
         node.update_time = now
+        if node.parent is self.root and node.ready_tasks is not None:
+            self.job_counts[old] -= 1
+            self.job_counts[status] += 1
         self.dirty.nodes.add(node)
         if status in FINAL_NODE:
             node.end_time = now

@@ -106,9 +106,7 @@ def _find(farm, job, cursor, unfit, now):
     for task in job.ready_tasks:
         if task in unfit or task.paused:
             continue
-        if task.timer is not None and task.timer > now:
-            continue
-        if not _under_caps(task, job):
+        if not _may_start(task, job, now):
             continue
         if task.licenses and not _licenses_free(farm, task.licenses):
             continue
@@ -143,12 +141,17 @@ def _find(farm, job, cursor, unfit, now):
     return None
 
 
-def _under_caps(task, job):
-    """Node-level maxRN of the task and its groups below the job (the job's is its share's)."""
+def _may_start(task, job, now):
+    """Timers of the task and its groups, and the maxRN of those below the job (the job's own
+    maxRN is its pool share's)."""
     node = task
-    while node is not job:
-        if node.max_rn > 0 and node.active_count >= node.max_rn:
+    while node is not None:
+        if node.timer is not None and node.timer > now:
             return False
+        if node is not job and node.max_rn > 0 and node.active_count >= node.max_rn:
+            return False
+        if node is job:
+            return True
         node = node.parent
     return True
 

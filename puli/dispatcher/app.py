@@ -1,0 +1,25 @@
+"""The dispatcher's Falcon application: routes, error handlers and middleware, nothing else."""
+import falcon
+import falcon.media
+
+from . import errors
+from .resources import (commands, common, graphs, licenses, nodes, pools, query, rendernodes,
+                        system, tasks, workers_api)
+
+AREAS = (graphs, nodes, tasks, commands, rendernodes, workers_api, pools, licenses, query, system)
+
+
+def create_app(service):
+    """The WSGI app serving `service` (a puli.dispatcher.service.Service)."""
+    max_bytes = getattr(service.settings, "max_request_bytes", None) or common.DEFAULT_MAX_REQUEST_BYTES
+    app = falcon.App(middleware=[common.RequestLimits(max_bytes)])
+    app.req_options.strip_url_path_trailing_slash = True
+    # Bodies are JSON whatever they are labelled (curl -d sends form-urlencoded).
+    json_handler = falcon.media.JSONHandler()
+    app.req_options.media_handlers[falcon.MEDIA_URLENCODED] = json_handler
+    app.req_options.media_handlers["text/plain"] = json_handler
+    errors.install(app)
+    for area in AREAS:
+        for template, resource in area.routes(service):
+            app.add_route(template, resource)
+    return app

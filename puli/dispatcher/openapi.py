@@ -1,0 +1,438 @@
+"""The OpenAPI 3.0 document of every route the dispatcher serves (GET /openapi.json).
+
+Routes are listed once below with their parameters, bodies and answers; tests check the list
+against the app's router both ways.
+"""
+import copy
+import functools
+import re
+
+import puli
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def arr(items):
+    return {"type": "array", "items": items}
+
+
+def obj(properties=None, required=(), additional=None, description=None):
+    out = {"type": "object"}
+    if properties:
+        out["properties"] = properties
+    if required:
+        out["required"] = list(required)
+    if additional is not None:
+        out["additionalProperties"] = additional
+    if description:
+        out["description"] = description
+    return out
+
+
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+TIME = {"type": "number", "nullable": True, "description": "seconds since the epoch"}
+ANY_OBJ = {"type": "object", "additionalProperties": True}
+COMMAND_STATUS = {"type": "integer", "minimum": 0, "maximum": 8,
+                  "description": "0 BLOCKED, 1 READY, 2 ASSIGNED, 3 RUNNING, 4 FINISHING, 5 DONE, "
+                                 "6 TIMEOUT, 7 ERROR, 8 CANCELED"}
+NODE_STATUS = {"type": "integer", "minimum": 0, "maximum": 6,
+               "description": "0 BLOCKED, 1 READY, 2 RUNNING, 3 DONE, 4 ERROR, 5 CANCELED, 6 PAUSED"}
+RN_STATUS = {"type": "integer", "minimum": 0, "maximum": 6,
+             "description": "0 UNKNOWN, 1 BOOTING, 2 PAUSED, 3 IDLE, 4 ASSIGNED, 5 WORKING, 6 FINISHING"}
+
+SCHEMAS = {
+    "Error": obj({
+        "title": STR,
+        "description": STR,
+        "field": {"type": "string", "description": "the request field at fault, when one is"},
+        "stop": {"type": "boolean", "description": "409 to a worker: stop that command"},
+    }, required=("title", "description")),
+    "Node": obj({
+        "id": INT, "name": STR, "type": {"type": "string", "enum": ["TaskGroup", "Task"]},
+        "parent": {"type": "integer", "nullable": True}, "job": {"type": "integer", "nullable": True},
+        "user": STR, "priority": INT, "dispatchKey": NUM,
+        "maxRN": {"type": "integer", "description": "-1: no cap of its own"},
+        "allocatedRN": {"type": "integer", "description": "commands running now"},
+        "status": NODE_STATUS, "statusName": STR, "completion": NUM,
+        "creationTime": TIME, "startTime": TIME, "updateTime": TIME, "endTime": TIME,
+        "readyCommandCount": INT, "doneCommandCount": INT, "commandCount": INT,
+        "tags": ANY_OBJ, "paused": BOOL, "timer": TIME,
+        "averageTimeByFrame": {"type": "number", "nullable": True, "description": "seconds"},
+        "minTimeByFrame": {"type": "number", "nullable": True},
+        "maxTimeByFrame": {"type": "number", "nullable": True},
+        "dependencies": arr({"type": "array", "description": "[node id, [node statuses]]"}),
+        "environment": ANY_OBJ, "arguments": ANY_OBJ, "requirements": ANY_OBJ,
+        "poolName": {"type": "string", "description": "jobs only"},
+        "poolShareId": {"type": "integer", "description": "jobs only"},
+        "userDefinedMaxRN": BOOL,
+        "children": arr(INT), "strategy": STR,
+        "maxAttempt": {"type": "integer", "nullable": True},
+        "runner": STR, "lic": STR, "ramUse": INT, "minNbCores": INT, "maxNbCores": INT,
+        "maxRunTime": NUM, "commands": arr(INT),
+        "archived": BOOL,
+    }, required=("id", "name", "type", "status")),
+    "Command": obj({
+        "id": INT, "description": STR, "task": INT, "job": INT, "status": COMMAND_STATUS,
+        "statusName": STR, "completion": NUM, "attempt": INT, "message": STR,
+        "renderNode": {"type": "string", "nullable": True}, "assignment": INT,
+        "startTime": TIME, "updateTime": TIME, "endTime": TIME, "creationTime": TIME,
+        "nbFrames": INT, "avgTimeByFrame": {"type": "number", "nullable": True},
+        "stats": {"type": "object", "nullable": True},
+        "arguments": {"type": "object", "description": "single-command reads only"},
+    }, required=("id", "status")),
+    "RenderNode": obj({
+        "id": INT, "name": {"type": "string", "description": "host:port, lower case"},
+        "host": STR, "port": INT, "cores": INT, "coresNumber": INT, "freeCores": INT,
+        "freeCoresNumber": INT, "ramSize": {"type": "integer", "description": "MB"},
+        "freeRam": INT, "speed": NUM, "status": RN_STATUS, "statusName": STR,
+        "caracteristics": ANY_OBJ, "pools": arr(STR), "puliversion": STR,
+        "systemFreeRam": {"type": "integer", "nullable": True}, "systemSwapPercentage": NUM,
+        "lastAliveTime": TIME, "createDate": TIME, "registerDate": TIME, "performance": NUM,
+        "paused": BOOL, "quarantined": BOOL, "excluded": BOOL, "isRegistered": BOOL,
+        "commands": arr(INT),
+    }, required=("name", "status")),
+    "Pool": obj({"id": INT, "name": STR, "renderNodes": arr(STR), "poolShares": arr(INT)}),
+    "PoolShare": obj({"id": INT, "pool": STR, "poolName": STR, "node": INT, "nodeId": INT,
+                      "maxRN": INT, "allocatedRN": INT, "userDefinedMaxRN": BOOL}),
+    "License": obj({"name": STR, "max": INT, "used": INT, "rns": arr(STR)}),
+    "Graph": obj({
+        "name": STR, "user": STR, "poolName": STR, "maxRN": INT, "meta": ANY_OBJ,
+        "root": {"type": "integer", "description": "index of the job's node in tasks"},
+        "tasks": arr(obj({
+            "type": {"type": "string", "enum": ["TaskGroup", "Task"]}, "name": STR,
+            "tasks": arr(INT), "dependencies": arr({"type": "array"}), "arguments": ANY_OBJ,
+            "environment": ANY_OBJ, "requirements": ANY_OBJ, "tags": ANY_OBJ, "maxRN": INT,
+            "priority": INT, "dispatchKey": NUM, "timer": NUM, "strategy": STR, "runner": STR,
+            "minNbCores": INT, "maxNbCores": INT, "ramUse": INT, "lic": STR, "maxAttempt": INT,
+            "maxRunTime": NUM, "commands": arr(obj({"description": STR, "arguments": ANY_OBJ})),
+        }, required=("name",))),
+    }, required=("tasks",), description="Puli's graph wire format; refused whole when malformed"),
+    "GraphCreated": obj({"id": INT, "name": STR, "nodes": arr(INT), "commands": INT}),
+    "Changed": obj({"id": INT, "changed": {"type": "integer", "description": "commands changed"},
+                    "status": NODE_STATUS, "statusName": STR}),
+    "QueryResult": obj({
+        "summary": obj({"count": INT, "totalInDispatcher": INT, "requestTime": NUM,
+                        "requestDate": STR}),
+        "items": arr(ANY_OBJ),
+    }),
+    "EditResult": obj({
+        "summary": obj({"editedCount": INT, "filteredCount": INT, "totalInDispatcher": INT,
+                        "requestTime": NUM, "requestDate": STR}),
+        "editedJobs": arr(INT),
+    }),
+    "CommandReport": obj({
+        "assignment": {"type": "integer", "description": "the fencing token the assignment came with"},
+        "status": COMMAND_STATUS,
+        "completion": {"type": "number", "minimum": 0, "maximum": 1},
+        "message": STR,
+        "stats": ANY_OBJ,
+    }, required=("assignment",)),
+    "Registration": obj({
+        "name": STR, "host": STR, "port": INT, "cores": INT, "ram": {"type": "integer", "description": "MB"},
+        "speed": NUM, "caracteristics": ANY_OBJ, "puliversion": STR, "pools": arr(STR),
+        "systemFreeRam": INT,
+        "commands": arr(obj({"id": INT, "assignment": INT, "status": COMMAND_STATUS,
+                             "completion": NUM, "message": STR}, required=("id", "assignment"))),
+    }, required=("cores", "ram")),
+    "Registered": obj({"name": STR, "id": INT, "status": RN_STATUS,
+                       "stop": arr(INT)}, description="stop: reported commands the worker must kill"),
+    "SysInfos": obj({"systemFreeRam": INT, "systemSwapPercentage": NUM, "cores": INT, "ram": INT,
+                     "speed": NUM, "puliversion": STR, "caracteristics": ANY_OBJ}),
+    "Stats": obj({"date": NUM, "commands": obj(additional=INT), "rendernodes": ANY_OBJ,
+                  "jobs": obj(additional=INT), "licenses": arr(ref("License")),
+                  "dispatch": ANY_OBJ}),
+    "System": obj({"version": STR, "host": STR, "pid": INT, "uptime": NUM, "ready": BOOL,
+                   "jobs": INT, "commands": INT, "renderNodes": ANY_OBJ,
+                   "db": obj({"enabled": BOOL, "ok": BOOL, "error": {"type": "string", "nullable": True}}),
+                   "dispatch": ANY_OBJ}),
+}
+
+
+def _q(name, schema, description, repeat=False, required=False):
+    param = {"name": name, "in": "query", "description": description, "required": required,
+             "schema": arr(schema) if repeat else schema}
+    if repeat:
+        param["style"] = "form"
+        param["explode"] = True
+    return param
+
+
+PAGE = [_q("offset", INT, "rows to skip"), _q("limit", INT, "rows to return (default 1000)")]
+JOB_CONSTRAINTS = [
+    _q("constraint_id", INT, "job ids", True),
+    _q("constraint_status", NODE_STATUS, "job statuses", True),
+    _q("constraint_user", STR, "users", True),
+    _q("constraint_prod", STR, "tags.prod values", True),
+    _q("constraint_name", STR, "regular expressions matched at the start of the name", True),
+    _q("constraint_pool", STR, "pool names", True),
+    _q("constraint_creationtime", STR, "created at or after ('YYYY-mm-dd HH:MM:SS' or epoch)"),
+    _q("constraint_starttime", STR, "started at or after"),
+    _q("constraint_endtime", STR, "ended at or after"),
+]
+ATTR = _q("attr", STR, "fields to return (default: Puli's columns); tags:<key> for a tag", True)
+
+
+def _body(schema):
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _fields(**props):
+    return obj(props, required=tuple(props))
+
+
+OPERATIONS = []
+
+
+def op(method, path, summary, *, query=(), body=None, returns=None, ok=200, errors=(), description=None):
+    OPERATIONS.append(dict(method=method, path=path, summary=summary, query=list(query), body=body,
+                           returns=returns, ok=ok, errors=tuple(errors), description=description))
+
+
+NODE = ref("Node")
+NODE_ERRORS = (400, 404)
+
+# -- submission and the tree --------------------------------------------------------------------------
+op("post", "/graphs", "Submit a job", body=ref("Graph"), returns=ref("GraphCreated"), ok=201,
+   errors=(400, 413), description="Validated whole before anything is created; Location names the job's node.")
+op("get", "/nodes", "The farm's root node (id 1); its children are the jobs", returns=NODE)
+op("get", "/nodes/{id}", "A node (job, TaskGroup or Task); archived nodes come from the database",
+   returns=NODE, errors=(404, 503))
+op("get", "/nodes/{id}/children", "Children of a node, filtered, sorted and paged", query=[
+    _q("id", INT, "child ids", True), _q("status", NODE_STATUS, "statuses", True),
+    _q("user", STR, "users", True), _q("days", NUM, "created in the last N days"),
+    _q("tags:<key>", STR, "tag values (one parameter per tag key)", True),
+    _q("sortField", STR, "a node field or tags:<key>; '-' prefix sorts descending"),
+    _q("offset", STR, "an integer, or 'last' for the last page"), _q("limit", INT, "default 25"),
+], returns=obj({"children": arr(NODE), "total": INT, "offset": INT, "limit": INT}), errors=NODE_ERRORS)
+op("put", "/nodes/{id}/status", "Restart (1), force DONE (3) or cancel (5) a subtree",
+   query=[_q("cmdStatus", COMMAND_STATUS, "with status 1: retry only commands in these statuses", True)],
+   body=obj({"status": {"type": "integer", "enum": [1, 3, 5]}, "cascade": BOOL}, required=("status",)),
+   returns=ref("Changed"), errors=NODE_ERRORS)
+op("put", "/nodes/{id}/paused", "Pause or resume a subtree (running commands go on)",
+   body=_fields(paused=BOOL), returns=NODE, errors=NODE_ERRORS)
+op("put", "/nodes/{id}/pauseKill", "Pause a subtree and kill its running commands (back to READY)",
+   returns=NODE, errors=NODE_ERRORS)
+op("put", "/nodes/{id}/cancel", "Cancel every unfinished command of a subtree", returns=ref("Changed"),
+   errors=NODE_ERRORS)
+op("put", "/nodes/{id}/pool", "Move a job to another pool",
+   body=obj({"poolName": STR, "maxRN": INT}, required=("poolName",)), returns=NODE, errors=NODE_ERRORS)
+for _name, _schema, _what in (
+        ("name", STR, "Rename a node"), ("priority", INT, "Set a node's priority"),
+        ("dispatchKey", NUM, "Set a node's dispatchKey (higher: larger share of its pool)"),
+        ("maxRN", INT, "Cap the commands running at once (-1: none); a job's goes to its pool share"),
+        ("user", STR, "Set a node's user"), ("prod", STR, "Set a node's prod tag"),
+        ("maxAttempt", INT, "Set the attempts of every task below"),
+        ("timer", {"type": "number", "nullable": True}, "Hold the subtree until this time (epoch seconds)"),
+        ("strategy", STR, "Set a TaskGroup's strategy")):
+    op("put", f"/nodes/{{id}}/{_name}", _what, body=_fields(**{_name: _schema}), returns=NODE,
+       errors=NODE_ERRORS)
+
+# -- tasks -------------------------------------------------------------------------------------------
+op("get", "/tasks", "Every TaskGroup and Task, a page at a time", query=PAGE,
+   returns=obj({"tasks": arr(NODE), "total": INT, "offset": INT, "limit": INT}))
+op("get", "/tasks/{id}", "One task or group", returns=obj({"tasks": arr(NODE)}), errors=(404,))
+op("post", "/tasks/delete", "Archive finished jobs (DONE or CANCELED); all or nothing",
+   body=obj({"taskids": {"oneOf": [arr(INT), STR], "description": "ids, or '1,2,3'"}}, required=("taskids",)),
+   returns=obj({"archived": arr(INT), "count": INT}), errors=(400, 404, 409))
+for _method in ("put", "post"):
+    op(_method, "/tasks/{id}/env", "Replace a node's environment",
+       body=_fields(environment=obj(additional=STR)), returns=NODE, errors=NODE_ERRORS)
+op("put", "/tasks/{id}/arguments", "Replace a node's arguments", body=_fields(arguments=ANY_OBJ),
+   returns=NODE, errors=NODE_ERRORS)
+op("post", "/tasks/{id}/arguments", "Merge into a node's arguments", body=_fields(arguments=ANY_OBJ),
+   returns=NODE, errors=NODE_ERRORS)
+op("get", "/tasks/{id}/commands", "Commands of a subtree",
+   query=[_q("status", COMMAND_STATUS, "command statuses", True), *PAGE],
+   returns=obj({"commands": arr(ref("Command")), "rootTask": INT, "total": INT, "offset": INT, "limit": INT}),
+   errors=NODE_ERRORS)
+op("get", "/tasks/{id}/tree", "Every node and command of a subtree",
+   returns=obj({"tasks": arr(NODE), "commands": arr(ref("Command"))}), errors=(404,))
+op("put", "/tasks/{id}/comment", "Set the comment tag", body=_fields(comment=STR), returns=NODE, errors=NODE_ERRORS)
+op("put", "/tasks/{id}/user", "Set the user", body=_fields(user=STR), returns=NODE, errors=NODE_ERRORS)
+op("put", "/tasks/{id}/ram", "Set the RAM (MB) every task below reserves per command",
+   body=_fields(ramUse=INT), returns=NODE, errors=NODE_ERRORS)
+op("put", "/tasks/{id}/timer", "Hold the subtree until this time (epoch seconds, null: no timer)",
+   body=_fields(timer={"type": "number", "nullable": True}), returns=NODE, errors=NODE_ERRORS)
+
+# -- commands ----------------------------------------------------------------------------------------
+op("get", "/commands", "Commands by id, a page at a time",
+   query=[_q("status", COMMAND_STATUS, "command statuses", True), *PAGE],
+   returns=obj({"commands": arr(ref("Command")), "total": INT, "offset": INT, "limit": INT}))
+op("get", "/commands/{id}", "A command, with its arguments", returns=ref("Command"), errors=(404,))
+op("put", "/commands/{id}", "Restart (1), force DONE (5) or cancel (8) a command",
+   body=_fields(status={"type": "integer", "enum": [1, 5, 8]}), returns=ref("Command"), errors=NODE_ERRORS)
+
+# -- render nodes --------------------------------------------------------------------------------------
+RN = ref("RenderNode")
+op("get", "/rendernodes", "Every render node", returns=obj({"rendernodes": arr(RN)}))
+op("get", "/rendernodes/{name}", "A render node", returns=RN, errors=(404,))
+op("delete", "/rendernodes/{name}", "Forget a render node; its commands go back to the queue",
+   returns=obj({"name": STR, "removed": BOOL}), errors=(404,))
+op("post", "/rendernodes/{name}", "Worker: register (at start and after a 404 heartbeat)",
+   body=ref("Registration"), returns=ref("Registered"), ok=201, errors=(400,),
+   description="201 for a new node, 200 for a known one. `commands` lists what the worker still "
+               "runs: those whose assignment is current stay where they are; the others are "
+               "answered in `stop` and must be killed. Our commands it no longer runs are "
+               "requeued. With pools_backend: file the pools come from the configuration.")
+op("put", "/rendernodes/{name}/sysinfos", "Worker: heartbeat, with optional system information",
+   body=ref("SysInfos"), returns=obj({"name": STR, "status": RN_STATUS, "paused": BOOL}), errors=(400, 404),
+   description="404 means the dispatcher does not know the node: the worker must register again.")
+op("put", "/rendernodes/{name}/commands/{id}", "Worker: progress or end of a command",
+   body=ref("CommandReport"), returns=obj({"id": INT, "status": COMMAND_STATUS}), errors=(400, 404, 409),
+   description="409 with \"stop\": true when the command is no longer this worker's under that "
+               "assignment (cancelled, reassigned, timed out): kill it and drop it. 404 for an "
+               "unknown node (register again) or command.")
+op("put", "/rendernodes/{name}/paused", "Pause or resume a render node (operators and the worker)",
+   body=obj({"paused": BOOL, "killproc": BOOL}, required=("paused",)), returns=RN, errors=(400, 404),
+   description="killproc requeues what the node runs; resuming also lifts a quarantine.")
+op("put", "/rendernodes/{name}/reset", "Stop what a node runs and requeue those commands",
+   returns=obj({"name": STR, "requeued": arr(INT)}), errors=(404,))
+op("put", "/rendernodes/quarantine", "Put render nodes in quarantine or release them",
+   body=_fields(quarantine=BOOL, rns=arr(STR)), returns=obj({"quarantine": BOOL, "rns": arr(STR)}),
+   errors=(400, 404))
+op("put", "/rendernodes/performance", "Set render nodes' performance (best first in dispatch)",
+   body=obj(additional=NUM, description="render node name -> performance"), returns=obj(additional=NUM),
+   errors=(400, 404))
+
+# -- pools and shares ----------------------------------------------------------------------------------
+FILE_POOLS = "409 when pools_backend is file: pools come from the configuration."
+op("get", "/pools", "Every pool", returns=obj({"pools": obj(additional=ref("Pool"))}))
+op("get", "/pools/{name}", "A pool", returns=ref("Pool"), errors=(404,))
+op("post", "/pools/{name}", "Create a pool", returns=ref("Pool"), ok=201, errors=(400, 409), description=FILE_POOLS)
+op("delete", "/pools/{name}", "Delete a pool that holds no job", returns=obj({"name": STR, "deleted": BOOL}),
+   errors=(404, 409), description=FILE_POOLS)
+op("put", "/pools/{name}/rendernodes", "Replace a pool's render nodes", body=_fields(renderNodes=arr(STR)),
+   returns=ref("Pool"), errors=(400, 404, 409), description=FILE_POOLS)
+op("get", "/poolshares", "Every current pool share", returns=obj({"poolShares": arr(ref("PoolShare"))}))
+op("post", "/poolshares", "Move a job to a pool (a new share)",
+   body=obj({"poolName": STR, "nodeId": INT, "maxRN": INT}, required=("poolName", "nodeId")),
+   returns=ref("PoolShare"), ok=201, errors=(400, 404))
+op("get", "/poolshares/{id}", "A pool share", returns=ref("PoolShare"), errors=(404,))
+for _method in ("post", "put"):
+    op(_method, "/poolshares/{id}", "Set the job's maxRN through its share (-1 or 0: its fair share)",
+       body=_fields(maxRN=INT), returns=ref("PoolShare"), errors=(400, 404))
+
+# -- licenses ------------------------------------------------------------------------------------------
+op("get", "/licenses", "Every license counter", returns=obj({"licenses": arr(ref("License"))}))
+op("get", "/licenses/{name}", "A license counter", returns=ref("License"), errors=(404,))
+op("put", "/licenses/{name}", "Set (or create) a license counter", body=_fields(maxlic=INT),
+   returns=ref("License"), errors=(400,))
+op("delete", "/licenses/{name}", "Release the tokens render nodes hold",
+   body=_fields(rns={"oneOf": [STR, arr(STR)], "description": "'host:port,host:port' or a list"}),
+   returns=ref("License"), errors=(400, 404))
+
+# -- query and edit ------------------------------------------------------------------------------------
+QUERY = ref("QueryResult")
+op("get", "/query", "Jobs as rows of the chosen fields",
+   query=[ATTR, _q("tree", BOOL, "nest each job's nodes under 'items'"), *JOB_CONSTRAINTS],
+   returns=QUERY, errors=(400,))
+op("get", "/query/command", "Commands as rows of the chosen fields", query=[
+    ATTR, _q("constraint_id", INT, "nodes (usually jobs) whose commands to list", True),
+    _q("constraint_command", INT, "command ids", True),
+    _q("constraint_status", COMMAND_STATUS, "command statuses", True),
+    _q("constraint_starttime", STR, "'[<|>]YYYY-mm-dd HH:MM:SS': started after (default) or before"),
+    _q("offset", INT, "rows to skip"), _q("limit", INT, "rows to return (default: all)"),
+], returns=QUERY, errors=(400,))
+op("get", "/query/rn", "Render nodes as rows of the chosen fields", query=[
+    _q("attr", STR, "fields; caracteristics:<key> for one caracteristic", True),
+    _q("constraint_status", RN_STATUS, "statuses", True),
+    _q("constraint_name", STR, "name regular expressions", True),
+    _q("constraint_host", STR, "host regular expressions", True),
+    _q("constraint_pool", STR, "pool names", True),
+    _q("constraint_speed", STR, "+N more than, -N less than, N equal", True),
+    _q("constraint_ramsize", STR, "+N, -N or N (MB)", True),
+    _q("constraint_coresnumber", STR, "+N, -N or N", True),
+], returns=QUERY, errors=(400,))
+op("post", "/query/job", "Jobs, with their subtree and commands when recursive",
+   body=obj({"id": arr(INT), "name": arr(STR), "pool": arr(STR), "status": arr(NODE_STATUS),
+             "user": arr(STR), "tags": obj(additional=arr(STR)), "recursive": BOOL}),
+   returns=QUERY, errors=(400,))
+op("post", "/query/rendernode", "Render nodes matching the filters",
+   body=obj({"id": arr(INT), "name": arr(STR), "host": arr(STR), "status": arr(RN_STATUS),
+             "version": arr(STR), "pool": arr(STR)}),
+   returns=QUERY, errors=(400,))
+EDIT = "Refused (400) without any constraint_* parameter."
+op("put", "/edit/status", "Restart (1), force DONE (3) or cancel (5) the filtered jobs",
+   query=[_q("update_status", INT, "1, 3 or 5", required=True), *JOB_CONSTRAINTS],
+   returns=ref("EditResult"), errors=(400,), description=EDIT)
+op("put", "/edit/maxrn", "Set the filtered jobs' maxRN",
+   query=[_q("value", INT, "-1 or 0: no cap", required=True), *JOB_CONSTRAINTS],
+   returns=ref("EditResult"), errors=(400,), description=EDIT)
+op("put", "/edit/prio", "Set the filtered jobs' dispatchKey",
+   query=[_q("value", NUM, "the dispatchKey", required=True), *JOB_CONSTRAINTS],
+   returns=ref("EditResult"), errors=(400,), description=EDIT)
+op("put", "/pause", "Pause the filtered jobs", query=JOB_CONSTRAINTS, returns=ref("EditResult"),
+   errors=(400,), description=EDIT)
+op("put", "/resume", "Resume the filtered jobs", query=JOB_CONSTRAINTS, returns=ref("EditResult"),
+   errors=(400,), description=EDIT)
+
+# -- system --------------------------------------------------------------------------------------------
+op("get", "/stats", "Farm snapshot: commands, render nodes, jobs, licenses, last dispatch pass",
+   returns=ref("Stats"))
+op("get", "/system", "The dispatcher's state: version, uptime, readiness, database", returns=ref("System"))
+op("get", "/openapi.json", "This document", returns=ANY_OBJ)
+
+_PATH_PARAMS = {"id": INT, "name": STR}
+_REASONS = {400: "Bad request: the description names the field", 404: "Not found",
+            409: "Conflict with the current state", 413: "Body too large", 503: "Database unavailable"}
+
+
+def _operation(entry):
+    path = entry["path"]
+    params = [{"name": p, "in": "path", "required": True, "schema": _PATH_PARAMS[p]}
+              for p in re.findall(r"{(\w+)}", path)]
+    responses = {str(entry["ok"]): {
+        "description": "OK" if entry["ok"] == 200 else "Created",
+        "content": {"application/json": {"schema": entry["returns"] or ANY_OBJ}},
+    }}
+    for code in entry["errors"]:
+        responses[str(code)] = {"description": _REASONS.get(code, "Error"),
+                                "content": {"application/json": {"schema": ref("Error")}}}
+    responses["default"] = {"description": "Any error (always a JSON body)",
+                            "content": {"application/json": {"schema": ref("Error")}}}
+    out = {
+        "summary": entry["summary"],
+        "operationId": f"{entry['method']}{re.sub(r'[^A-Za-z0-9]+', '_', path).rstrip('_')}",
+        "tags": [path.strip("/").split("/")[0].split(".")[0]],
+        "parameters": params + entry["query"],
+        "responses": responses,
+    }
+    if entry["description"]:
+        out["description"] = entry["description"]
+    if entry["body"] is not None:
+        out["requestBody"] = _body(entry["body"])
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _document():
+    paths = {}
+    for entry in OPERATIONS:
+        paths.setdefault(entry["path"], {})[entry["method"]] = _operation(entry)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Puli dispatcher",
+            "version": puli.__version__,
+            "description": "Puli's HTTP API. Every path also answers with a trailing slash. "
+                           "Bodies are JSON objects; every error is a JSON body "
+                           "{title, description}.",
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+def document():
+    """The OpenAPI document, as a fresh dict."""
+    return copy.deepcopy(_document())
+
+
+def operations():
+    """(method, path) of every documented operation, paths in OpenAPI form (/nodes/{id})."""
+    return {(e["method"].upper(), e["path"]) for e in OPERATIONS}

@@ -1,0 +1,1 @@
+"""The dispatcher's HTTP resources, one module per API area; each exposes routes(service)."""

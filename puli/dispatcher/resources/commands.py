@@ -1,0 +1,51 @@
+"""/commands/: list (paged: there may be a million), read, and restart / force DONE / cancel one."""
+from ...model import actions
+from .. import views
+from .common import command_statuses, field, page, param_ints, read_body, sliced
+
+
+class Commands:
+    def __init__(self, service):
+        self.service = service
+
+    def on_get(self, req, resp):
+        """Commands by id, filtered by ?status= (repeatable), ?offset= and ?limit= (1000)."""
+        statuses = command_statuses("status", param_ints(req, "status"))
+        offset, limit = page(req)
+        with self.service.lock:
+            farm = self.service.farm
+            cmds = farm.commands.values()
+            if statuses:
+                cmds = (c for c in cmds if c.status in statuses)
+            items = [views.command(c) for c in sliced(cmds, offset, limit)]
+            counts = farm.root.counts
+            total = sum(counts[s] for s in statuses) if statuses else len(farm.commands)
+        resp.media = {"commands": items, "total": total, "offset": offset, "limit": limit}
+
+
+class Command:
+    def __init__(self, service):
+        self.service = service
+
+    def on_get(self, req, resp, id):
+        with self.service.lock:
+            cmd = actions.get_command(self.service.farm, id)
+            resp.media = views.command(cmd, detail=True)
+
+    def on_put(self, req, resp, id):
+        """{status: 1} restarts the command, 5 forces it DONE, 8 cancels it."""
+        status = field(read_body(req), "status", int)
+        service = self.service
+        now = service.now()
+        with service.lock:
+            cmd = actions.get_command(service.farm, id)
+            actions.set_command_status(service.farm, cmd, status, now)
+            resp.media = views.command(cmd)
+        service.changed()
+
+
+def routes(service):
+    return [
+        ("/commands", Commands(service)),
+        ("/commands/{id:int}", Command(service)),
+    ]

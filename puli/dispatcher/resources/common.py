@@ -1,0 +1,235 @@
+"""What every resource shares: reading a JSON body, checking its fields, paging, request limits."""
+import re
+import time
+from itertools import islice
+
+import falcon
+
+from ...model import actions
+from ...model.errors import InvalidValue
+from ...model.status import CommandStatus, NodeStatus
+from ..errors import BadBody, BadField, ReadOnlyPools
+
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+MISSING = object()
+
+_KINDS = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    dict: "an object",
+    list: "a list",
+}
+
+
+def read_body(req, required=True):
+    """The request's JSON object body; {} when empty and not required."""
+    media = req.get_media(default_when_empty=None)
+    if media is None:
+        if required:
+            raise BadBody("this request needs a JSON object body")
+        return {}
+    if not isinstance(media, dict):
+        raise BadBody(f"the body must be a JSON object, not {_json_kind(media)}")
+    return media
+
+
+def _json_kind(value):
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def field(body, name, kind, default=MISSING, *, minimum=None, maximum=None, nullable=False):
+    """body[name] checked to be of `kind` (int, float, bool, str, dict or list) and in range.
+
+    A missing field gives `default`, or a 400 naming it when there is none. int never accepts
+    a bool; float accepts ints and returns a float; bool accepts 0 and 1.
+    """
+    value = body.get(name, MISSING)
+    if value is MISSING:
+        if default is MISSING:
+            raise BadField(name, f"'{name}' is required ({_KINDS[kind]})")
+        return default
+    if value is None and nullable:
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1) and isinstance(value, int):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _in_range(name, value, minimum, maximum)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return _in_range(name, float(value), minimum, maximum)
+    elif isinstance(value, kind):
+        return value
+    raise BadField(name, f"'{name}' must be {_KINDS[kind]}, not {value!r}"[:300])
+
+
+def _in_range(name, value, minimum, maximum):
+    if minimum is not None and value < minimum:
+        raise BadField(name, f"'{name}' must be at least {minimum}, not {value}")
+    if maximum is not None and value > maximum:
+        raise BadField(name, f"'{name}' must be at most {maximum}, not {value}")
+    return value
+
+
+def str_list(body, name, default=MISSING):
+    """A list of strings; a comma-separated string is accepted too (Puli's "1,2,3" forms)."""
+    value = body.get(name, MISSING)
+    if value is MISSING:
+        if default is MISSING:
+            raise BadField(name, f"'{name}' is required (a list of strings)")
+        return default
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise BadField(name, f"'{name}' must be a list of strings")
+
+
+def int_list(body, name, default=MISSING):
+    """A list of integers; "1,2,3" is accepted too."""
+    value = body.get(name, MISSING)
+    if value is MISSING:
+        if default is MISSING:
+            raise BadField(name, f"'{name}' is required (a list of integers)")
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, str):
+        try:
+            return [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise BadField(name, f"'{name}' must be integers separated by commas, not {value!r}") from None
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return value
+    raise BadField(name, f"'{name}' must be a list of integers")
+
+
+def str_dict(body, name):
+    """An object of strings (an environment); numbers are turned into strings."""
+    value = field(body, name, dict)
+    for key, item in value.items():
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise BadField(name, f"'{name}.{key}' must be a string")
+    return {k: str(v) for k, v in value.items()}
+
+
+# -- query parameters ----------------------------------------------------------------------------
+def param_ints(req, name):
+    """A repeatable integer query parameter (?s=1&s=2 or ?s=1,2); [] when absent."""
+    values = req.get_param_as_list(name) or []
+    out = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise BadField(name, f"query parameter '{name}' must be integers, not {part!r}") from None
+    return out
+
+
+def param_strs(req, name):
+    return [v for v in (req.get_param_as_list(name) or []) if v != ""]
+
+
+def command_statuses(name, values):
+    for value in values:
+        if value not in CommandStatus._value2member_map_:
+            raise BadField(name, f"{value} is not a command status (0..8)")
+    return frozenset(values)
+
+
+def node_statuses(name, values):
+    for value in values:
+        if value not in NodeStatus._value2member_map_:
+            raise BadField(name, f"{value} is not a node status (0..6)")
+    return frozenset(values)
+
+
+def regex(name, patterns):
+    """One compiled regex matching any of `patterns` (at the start, like Puli's re.match)."""
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns))
+    except re.error as exc:
+        raise BadField(name, f"bad regular expression {'|'.join(patterns)!r}: {exc}") from None
+
+
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def parse_date(name, value):
+    """Puli's "YYYY-mm-dd HH:MM:SS" (local time), "YYYY-mm-dd", or seconds since the epoch."""
+    value = value.strip()
+    for fmt in (DATE_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return time.mktime(time.strptime(value, fmt))
+        except ValueError:
+            pass
+    try:
+        return float(value)
+    except ValueError:
+        raise BadField(name, f"{value!r} is not a date: use 'YYYY-mm-dd HH:MM:SS' "
+                             "or seconds since the epoch") from None
+
+
+def page(req, default_limit=1000, max_limit=100_000):
+    offset = req.get_param_as_int("offset", min_value=0, default=0)
+    limit = req.get_param_as_int("limit", min_value=0, max_value=max_limit, default=default_limit)
+    return offset, limit
+
+
+def sliced(iterable, offset, limit):
+    return islice(iterable, offset, offset + limit)
+
+
+# -- model access ----------------------------------------------------------------------------------
+def job_node(farm, node_id):
+    """A node that user operations may act on: any node but the farm's root."""
+    node = actions.get_node(farm, node_id)
+    if node is farm.root:
+        raise InvalidValue(f"node {node_id} is the farm's root; act on its jobs instead")
+    return node
+
+
+def pools_from_file(service):
+    settings = service.settings
+    return settings is not None and getattr(settings, "pools_backend", "db") == "file"
+
+
+def refuse_if_pools_from_file(service):
+    if pools_from_file(service):
+        raise ReadOnlyPools()
+
+
+class RequestLimits:
+    """Refuse a body larger than the limit before reading it (413), or of unknown length (411)."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+
+    def process_request(self, req, resp):
+        length = req.content_length
+        if length is None:
+            if "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+                raise falcon.HTTPLengthRequired(
+                    title="Length required",
+                    description="send the body with a Content-Length header, not chunked")
+            return
+        if length > self.max_bytes:
+            raise falcon.HTTPContentTooLarge(
+                title="Request body too large",
+                description=f"the body is {length} bytes; the dispatcher accepts at most "
+                            f"{self.max_bytes} (setting max_request_bytes)")

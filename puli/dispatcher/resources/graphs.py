@@ -1,0 +1,25 @@
+"""Job submission: POST /graphs/ (Puli's wire format, see puli.model.graph)."""
+from .common import read_body
+
+
+class Graphs:
+    def __init__(self, service):
+        self.service = service
+
+    def on_post(self, req, resp):
+        """Create a job from a graph; nothing is created when the graph is refused."""
+        job = self.service.submit(read_body(req))
+        with self.service.lock:
+            body = {
+                "id": job.id,
+                "name": job.name,
+                "nodes": [n.id for n in job.walk()],
+                "commands": job.command_count,
+            }
+        resp.status = 201
+        resp.location = f"/nodes/{job.id}"
+        resp.media = body
+
+
+def routes(service):
+    return [("/graphs", Graphs(service))]

@@ -1,0 +1,101 @@
+"""Helpers for the API tests (no tests here): a real in-memory farm behind the real Falcon app.
+
+The service's threads are never started: tests run dispatch passes themselves and read the
+farm's outbox, with a clock they move by hand.
+"""
+from falcon import testing
+
+from puli.dispatcher.app import create_app
+from puli.dispatcher.service import Service
+from puli.model.farm import Farm
+from puli.scheduler.dispatch import dispatch
+
+
+def task(name, frames=None, **kw):
+    out = {"type": "Task", "name": name, "arguments": kw.pop("arguments", {})}
+    if frames:
+        out["arguments"].update(start=frames[0], end=frames[1], cmd="echo %%MI_FRAME%%")
+    out.update(kw)
+    return out
+
+
+def graph(*tasks, name="job", **extra):
+    """A graph body: one task as the root, or several under a TaskGroup root."""
+    if len(tasks) == 1 and not extra.pop("group", False):
+        body = {"name": name, "root": 0, "tasks": list(tasks)}
+    else:
+        root = {"type": "TaskGroup", "name": name, "tasks": list(range(1, len(tasks) + 1))}
+        body = {"name": name, "root": 0, "tasks": [root, *tasks]}
+    body.update(extra)
+    return body
+
+
+class Api:
+    def __init__(self, settings=None, store=None):
+        self.clock = 1_000_000.0
+        self.service = Service(Farm(), store=store, settings=settings, clock=lambda: self.clock)
+        self.farm = self.service.farm
+        self.client = testing.TestClient(create_app(self.service))
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def get(self, path, **params):
+        return self.client.simulate_get(path, params=params or None)
+
+    def put(self, path, json=None, **kw):
+        return self.client.simulate_put(path, json=json, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.client.simulate_post(path, json=json, **kw)
+
+    def delete(self, path, json=None, **kw):
+        return self.client.simulate_delete(path, json=json, **kw)
+
+    # -- shortcuts -------------------------------------------------------------------------------
+    def submit(self, *tasks, **extra):
+        result = self.post("/graphs/", graph(*tasks, **extra))
+        assert result.status_code == 201, result.json
+        return result.json["id"]
+
+    def register(self, name, cores=4, ram=16000, pools=(), commands=(), **extra):
+        body = {"name": name, "cores": cores, "ram": ram, "speed": 3.0, "puliversion": "2.0",
+                "caracteristics": {"os": "linux"}, "pools": list(pools),
+                "commands": list(commands), **extra}
+        result = self.post(f"/rendernodes/{name}/", body)
+        assert result.status_code in (200, 201), result.json
+        return result.json
+
+    def dispatch(self):
+        """One dispatch pass: {command id: (render node name, assignment)} of the new assignments."""
+        dispatch(self.farm, self.clock)
+        return {m[2].id: (m[1].name, m[3]) for m in self.farm.take_outbox() if m[0] == "assign"}
+
+    def report(self, rn, cmd_id, assignment, status=None, **extra):
+        body = {"assignment": assignment, **extra}
+        if status is not None:
+            body["status"] = int(status)
+        return self.put(f"/rendernodes/{rn}/commands/{cmd_id}/", body)
+
+    def node(self, node_id):
+        result = self.get(f"/nodes/{node_id}")
+        assert result.status_code == 200, result.json
+        return result.json
+
+    def command(self, cmd_id):
+        result = self.get(f"/commands/{cmd_id}")
+        assert result.status_code == 200, result.json
+        return result.json
+
+    def job_ids(self):
+        return self.node(1)["children"]
+
+
+def assert_error(result, status, *words):
+    """An error answer: the status, a JSON {title, description}, and the words in it."""
+    assert result.status_code == status, (result.status_code, result.text)
+    assert result.headers["content-type"].startswith("application/json")
+    body = result.json
+    assert body["title"] and body["description"]
+    text = (body["title"] + " " + body["description"]).lower()
+    for word in words:
+        assert word.lower() in text, (word, body)
+    return body

@@ -1,0 +1,134 @@
+import json
+import re
+
+import falcon.inspect
+import pytest
+
+from puli.dispatcher import openapi
+from puli.model.status import CommandStatus as CS
+from test_api_support import Api, assert_error, task
+
+
+@pytest.fixture
+def api():
+    return Api()
+
+
+def test_stats_is_puli_snapshot_as_json(api):
+    api.put("/licenses/nuke", {"maxlic": 3})
+    api.submit(task("t", frames=(1, 3), maxNbCores=1))
+    done = api.submit(task("u"))
+    api.put(f"/nodes/{done}/status", {"status": 3})
+    api.register("a:8000", cores=8)
+    api.register("b:8000", cores=4)
+    sent = api.dispatch()
+    api.service.last_pass = {"assigned": len(sent), "seconds": 0.001, "at": api.clock}
+    stats = api.get("/stats").json
+    assert stats["commands"]["ASSIGNED"] == 3 and stats["commands"]["DONE"] == 1
+    assert stats["commands"]["TOTAL"] == 4
+    assert stats["rendernodes"]["totalCores"] == 12 and stats["rendernodes"]["idleCores"] == 9
+    assert stats["rendernodes"]["renderNodesByStatus"]["Assigned"] == 1
+    assert stats["rendernodes"]["renderNodesByStatus"]["Idle"] == 1
+    assert stats["jobs"]["RUNNING"] == 1 and stats["jobs"]["DONE"] == 1 and stats["jobs"]["TOTAL"] == 2
+    assert stats["licenses"] == [{"name": "nuke", "max": 3, "used": 0, "rns": []}]
+    assert stats["dispatch"]["assigned"] == 3
+
+
+def test_system_reports_version_readiness_and_database(api):
+    api.submit(task("t"))
+    system = api.get("/system/").json
+    assert system["version"] and system["ready"] is False and system["jobs"] == 1
+    assert system["db"] == {"enabled": False, "ok": True, "error": None}
+    assert system["uptime"] >= 0
+
+
+def test_unknown_route_and_method_answer_json(api):
+    assert_error(api.get("/no/such/route"), 404, "/no/such/route")
+    body = assert_error(api.delete("/graphs/"), 405, "DELETE")
+    assert "POST" in body["description"]
+    assert_error(api.get("/nodes/abc"), 404)
+
+
+def test_chunked_body_without_length_is_refused(api):
+    result = api.client.simulate_post("/graphs/", body=b"", headers={"Transfer-Encoding": "chunked"})
+    assert_error(result, 411, "content-length")
+
+
+def test_unexpected_failure_is_a_json_500_and_is_logged(caplog):
+    class BrokenStore:
+        def archived_node(self, node_id):
+            raise RuntimeError("boom")
+
+    api = Api(store=BrokenStore())
+    body = assert_error(api.get("/nodes/99"), 500, "RuntimeError")
+    assert "boom" not in body["description"]
+    assert any("boom" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+def test_store_failure_is_a_503():
+    class StoreError(Exception):
+        pass
+
+    class DownStore:
+        def archived_node(self, node_id):
+            raise StoreError("connection refused")
+
+    api = Api(store=DownStore())
+    result = api.get("/nodes/99")
+    assert_error(result, 503, "database", "connection refused")
+    assert result.headers["retry-after"] == "5"
+
+
+def test_every_error_is_json_with_title_and_description(api):
+    job = api.submit(task("t"))
+    api.register("a:8000")
+    (cmd_id, (rn, assignment)), = api.dispatch().items()
+    api.put(f"/commands/{cmd_id}", {"status": 8})
+    for result, status in [
+        (api.get("/nodes/999"), 404),
+        (api.put(f"/nodes/{job}/paused", {}), 400),
+        (api.put(f"/nodes/{job}/paused", {"paused": "maybe"}), 400),
+        (api.client.simulate_put(f"/nodes/{job}/paused", body="nope"), 400),
+        (api.post("/pools/default"), 409),
+        (api.report(rn, cmd_id, assignment, CS.RUNNING), 409),
+        (api.get("/commands", limit="many"), 400),
+        (api.client.simulate_put(f"/nodes/{job}/paused", body="{}", headers={"Content-Type": "image/png"}), 415),
+    ]:
+        assert_error(result, status)
+
+
+def _routed(app):
+    """(METHOD, /path/{param}) of every responder the app really implements."""
+    out = set()
+    for route in falcon.inspect.inspect_routes(app):
+        path = re.sub(r"{(\w+)(?::[^}]*)?}", r"{\1}", route.path)
+        for method in route.methods:
+            if not method.internal:
+                out.add((method.method, path))
+    return out
+
+
+def test_openapi_documents_every_route_and_only_those(api):
+    routed = _routed(api.client.app)
+    documented = openapi.operations()
+    assert routed - documented == set(), "routes missing from the OpenAPI document"
+    assert documented - routed == set(), "documented routes the app does not serve"
+    assert len(routed) > 70
+
+
+def test_openapi_document_is_served_and_consistent(api):
+    doc = api.get("/openapi.json").json
+    assert doc["openapi"].startswith("3.0")
+    text = json.dumps(doc)
+    for name in set(re.findall(r'"#/components/schemas/(\w+)"', text)):
+        assert name in doc["components"]["schemas"], name
+    operation_ids = []
+    for path, methods in doc["paths"].items():
+        for method, operation in methods.items():
+            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), (method, path)
+            assert operation["summary"] and "default" in operation["responses"]
+            operation_ids.append(operation["operationId"])
+    assert len(operation_ids) == len(set(operation_ids))
+    worker = doc["paths"]["/rendernodes/{name}/commands/{id}"]["put"]
+    assert "409" in worker["responses"] and "stop" in worker["description"]
