@@ -8,9 +8,9 @@ import pytest
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mariadb_url():
-    """URL of a fresh MariaDB database on 127.0.0.1:3306, dropped at the end of the session."""
+    """URL of a fresh MariaDB database on 127.0.0.1:3306, dropped after the test."""
     try:
         server = MySQLdb.connect(**MARIADB)
     except MySQLdb.OperationalError as exc:

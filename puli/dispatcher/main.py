@@ -30,6 +30,9 @@ class DispatcherApplication(BaseApplication):
             "errorlog": "-",
             "loglevel": s.log_level.lower() if isinstance(s.log_level, str) else "info",
             "proc_name": "puli-dispatcher",
+            # gunicorn's control socket lives at one path per user ($HOME/.gunicorn): two
+            # dispatchers on a host would fight over it, and nothing of ours uses it.
+            "control_socket_disable": True,
             "limit_request_line": 8190,
             "on_starting": _on_starting,
             "worker_exit": self._worker_exit,

@@ -375,6 +375,8 @@ op("put", "/resume", "Resume the filtered jobs", query=JOB_CONSTRAINTS, returns=
 op("get", "/stats", "Farm snapshot: commands, render nodes, jobs, licenses, last dispatch pass",
    returns=ref("Stats"))
 op("get", "/system", "The dispatcher's state: version, uptime, readiness, database", returns=ref("System"))
+op("get", "/health", "A trivial answer for probes: {ok, ready}, without taking the farm lock",
+   returns=obj({"ok": {"type": "boolean"}, "ready": {"type": "boolean"}}))
 op("get", "/openapi.json", "This document", returns=ANY_OBJ)
 
 _PATH_PARAMS = {"id": INT, "name": STR}

@@ -74,11 +74,21 @@ class System:
                 "runningCommands": counts[CommandStatus.ASSIGNED] + counts[CommandStatus.RUNNING],
                 "renderNodes": {"total": len(farm.render_nodes), "alive": alive},
                 "db": {"enabled": service.store is not None, "ok": service.db_error is None,
-                       "error": service.db_error},
+                       "error": service.db_error, "pendingWrites": bool(farm.dirty)},
                 "dispatch": dict(service.last_pass),
                 "summary": service.summary(),
             }
         resp.media = media
+
+
+class Health:
+    """A trivial JSON answer, without the farm lock: for load balancers and probes."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def on_get(self, req, resp):
+        resp.media = {"ok": True, "ready": self.service.ready}
 
 
 class OpenAPI:
@@ -90,5 +100,6 @@ def routes(service):
     return [
         ("/stats", Stats(service)),
         ("/system", System(service)),
+        ("/health", Health(service)),
         ("/openapi.json", OpenAPI()),
     ]
