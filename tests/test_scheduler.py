@@ -387,3 +387,25 @@ def test_status_and_completion_aggregate_up_the_tree():
     report(farm, sent[1][1], CS.DONE)
     assert job.completion == pytest.approx(1.5 / 4)
     assert farm.root.counts[CS.DONE] == 1 and job.counts[CS.RUNNING] == 1
+
+
+def test_tasks_are_tried_in_submission_order_even_after_a_requeue():
+    farm = make_farm()
+    add_rn(farm, "n:8000", cores=1)
+    job = submit(farm, task("first"), task("second", frames=(1, 3)))
+    (_, cmd), = run_pass(farm)
+    assert cmd.task.name == "first"
+    report(farm, cmd, CS.ERROR)
+    actions.retry(farm, job, 1.0)       # "first" is ready again, after "second" joined the queue
+    (_, cmd), = run_pass(farm)
+    assert cmd.task.name == "first"
+
+
+def test_render_node_shows_working_once_its_command_runs():
+    farm = make_farm()
+    rn = add_rn(farm, "n:8000", cores=1)
+    submit(farm, task("t"))
+    (_, cmd), = run_pass(farm)
+    assert rn.status == RS.ASSIGNED
+    report(farm, cmd, CS.RUNNING)
+    assert rn.status == RS.WORKING

@@ -186,7 +186,9 @@ class Farm:
             if node.is_task:
                 for cmd in node.commands:
                     del self.commands[cmd.id]
+                    cmd.archived = True
         share = job.share
+        share.archived = True
         share.pool.shares.pop(share.id, None)
         share.pool.jobs.pop(job, None)
         self.shares.pop(share.id, None)
@@ -218,6 +220,8 @@ class Farm:
             node = node.parent
         if (ready_before == 0) != (task.counts[CS.READY] == 0):
             self._refresh_ready(task)
+        if new == CS.RUNNING and old == CS.ASSIGNED and cmd.render_node is not None:
+            self.refresh_render_node(cmd.render_node)     # ASSIGNED -> WORKING
 
     def set_completion(self, cmd, value):
         delta = value - cmd.completion
@@ -277,8 +281,13 @@ class Farm:
         if job.ready_tasks is None:
             return                      # not published yet
         if task.counts[CS.READY] and not task.paused:
-            if task not in job.ready_tasks:
-                job.ready_tasks[task] = None
+            ready = job.ready_tasks
+            if task not in ready:
+                last = next(reversed(ready), None)
+                ready[task] = None
+                if last is not None and last.id > task.id:
+                    # Back in the queue out of order: tasks are tried in submission order.
+                    job.ready_tasks = dict.fromkeys(sorted(ready, key=_by_id))
         else:
             job.ready_tasks.pop(task, None)
         self.refresh_job(job)
@@ -429,6 +438,10 @@ class Farm:
     def take_dirty(self):
         dirty, self.dirty = self.dirty, Dirty()
         return dirty
+
+
+def _by_id(node):
+    return node.id
 
 
 def new_command(id, task, description, args_json, nb_frames):

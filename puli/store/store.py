@@ -1,0 +1,79 @@
+"""The Store: what the dispatcher calls to persist the farm (submissions, write-behind, restore)."""
+import logging
+import threading
+import time
+
+from . import archive, restore, rows as _rows
+from .connection import Database, DbUrl, StoreError
+from .tables import create_schema
+from .writes import Writer
+
+log = logging.getLogger("puli.store")
+
+
+class Store:
+    """The farm's database. Every call is serialised by one lock (one connection, one writer);
+    `snapshot` alone touches no database and runs under the caller's farm lock."""
+
+    def __init__(self, db_url, clean=False):
+        url = DbUrl(db_url)
+        self.url = url.safe
+        self._lock = threading.Lock()
+        self._db = Database(url)
+        self._db.prepare()
+        create_schema(url, clean=clean)
+        self._writer = Writer(self._db)
+        with self._lock:
+            self._db.connection()       # fail now, with a clear message, if it cannot work
+
+    # -- restore ---------------------------------------------------------------------------------
+    def load(self, farm, now):
+        """Restore every live job, command, render node, pool, share and license into `farm`."""
+        started = time.perf_counter()
+        with self._lock, self._db.transaction(stream=True, what="restoring the farm") as cur:
+            restore.load(cur, farm, now)
+        log.info("restored %d jobs, %d commands, %d render nodes in %.1f s",
+                 len(farm.root.children), len(farm.commands), len(farm.render_nodes),
+                 time.perf_counter() - started)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def insert_job(self, job):
+        """Commit a freshly built job (nodes, commands, dependencies, pool share, counters)
+        before it is published; all or nothing. Raises StoreError."""
+        rows = _rows.job_rows(job)
+        with self._lock:
+            self._writer.insert_job(rows)
+
+    def snapshot(self, farm, dirty):
+        """Under the farm lock: what `dirty` names, as plain rows (no I/O)."""
+        return _rows.snapshot(farm, dirty)
+
+    def write(self, rows):
+        """Outside the farm lock: write a snapshot in one transaction. Raises StoreError; the
+        caller keeps the dirty set and tries again later (a fresh connection is used then)."""
+        with self._lock:
+            self._writer.write(rows)
+
+    # -- archive ---------------------------------------------------------------------------------
+    def archived_node(self, node_id):
+        """An archived node as a dict (None when there is no archived node with that id)."""
+        with self._lock, self._db.transaction(what="reading an archived node") as cur:
+            return archive.archived_node(cur, node_id)
+
+    def archived_jobs(self, limit=100, offset=0):
+        """Archived jobs as dicts, newest first."""
+        with self._lock, self._db.transaction(what="reading archived jobs") as cur:
+            return archive.archived_jobs(cur, limit, offset)
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+
+def open_store(db_url, clean=False):
+    """Connect to `db_url` (sqlite:///abs/path or mysql://user:pw@host[:port]/db), creating the
+    database and its tables when missing (dropping them first with clean=True)."""
+    return Store(db_url, clean=clean)
+
+
+__all__ = ["Store", "StoreError", "open_store"]
