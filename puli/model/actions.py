@@ -206,6 +206,20 @@ def set_attribute(farm, node, field, value):
     farm.wake = True
 
 
+def set_tag(farm, node, key, value):
+    node.tags[key] = value
+    farm.dirty.nodes.add(node)
+
+
+def set_task_field(farm, node, field, value):
+    """Edit what a node hands its commands: environment, arguments, or (subtree) ram_use."""
+    targets = node.tasks() if field == "ram_use" else (node,)
+    for n in targets:
+        setattr(n, field, value)
+        farm.dirty.nodes.add(n)
+    farm.wake = True
+
+
 def set_max_attempt(farm, node, value):
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidValue("maxAttempt must be an integer, at least 1")
@@ -399,6 +413,20 @@ def set_render_node_paused(farm, rn, paused, kill=False, now=0.0):
             farm.requeue(cmd, now)
     farm.dirty.render_nodes.add(rn)
     farm.refresh_render_node(rn)
+
+
+def reset_render_node(farm, rn, now):
+    """Stop what the node runs and put those commands back in the queue."""
+    requeued = list(rn.commands)
+    for cmd in list(rn.commands.values()):
+        farm.requeue(cmd, now)
+    return requeued
+
+
+def set_performance(farm, rn, value):
+    rn.performance = value
+    farm.dirty.render_nodes.add(rn)
+    farm.wake = True
 
 
 def set_quarantine(farm, rn, quarantined):

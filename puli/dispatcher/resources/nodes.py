@@ -198,8 +198,7 @@ def _set_timer(farm, node, value):
 
 
 def _set_prod(farm, node, value):
-    node.tags["prod"] = value
-    farm.dirty.nodes.add(node)
+    actions.set_tag(farm, node, "prod", value)
 
 
 # wire name -> (kind, apply(farm, node, value), extra field() options)

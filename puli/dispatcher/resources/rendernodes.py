@@ -70,9 +70,7 @@ class Reset:
         with service.lock:
             farm = service.farm
             rn = actions.get_render_node(farm, name)
-            requeued = list(rn.commands)
-            for cmd in list(rn.commands.values()):
-                farm.requeue(cmd, now)
+            requeued = actions.reset_render_node(farm, rn, now)
             media = {"name": rn.name, "requeued": requeued}
         service.changed()
         resp.media = media
@@ -120,9 +118,7 @@ class Performance:
             farm = service.farm
             rns = _names(farm, list(values))
             for rn, value in zip(rns, values.values()):
-                rn.performance = value
-                farm.dirty.render_nodes.add(rn)
-            farm.wake = True
+                actions.set_performance(farm, rn, value)
             media = {rn.name: rn.performance for rn in rns}
         service.changed()
         resp.media = media

@@ -62,12 +62,6 @@ class Delete:
         resp.media = {"archived": ids, "count": len(ids)}
 
 
-def _edit(farm, node, attr, value):
-    setattr(node, attr, value)
-    farm.dirty.nodes.add(node)
-    farm.wake = True
-
-
 class Environment:
     def __init__(self, service):
         self.service = service
@@ -77,7 +71,7 @@ class Environment:
         env = str_dict(read_body(req), "environment")
         with self.service.lock:
             node = job_node(self.service.farm, id)
-            _edit(self.service.farm, node, "environment", env)
+            actions.set_task_field(self.service.farm, node, "environment", env)
             resp.media = views.node(node)
         self.service.changed()
 
@@ -101,7 +95,7 @@ class Arguments:
         with self.service.lock:
             node = job_node(self.service.farm, id)
             value = dict(node.arguments, **arguments) if merge else dict(arguments)
-            _edit(self.service.farm, node, "arguments", value)
+            actions.set_task_field(self.service.farm, node, "arguments", value)
             resp.media = views.node(node)
         self.service.changed()
 
@@ -159,13 +153,11 @@ class Setter:
 
 
 def _set_comment(farm, node, value):
-    node.tags["comment"] = value
-    farm.dirty.nodes.add(node)
+    actions.set_tag(farm, node, "comment", value)
 
 
 def _set_ram(farm, node, value):
-    for task in node.tasks():
-        _edit(farm, task, "ram_use", value)
+    actions.set_task_field(farm, node, "ram_use", value)
 
 
 def routes(service):
