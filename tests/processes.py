@@ -1,6 +1,7 @@
 """Real processes for tests: a puli-dispatcher under gunicorn, a notify socket, a stand-in worker."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -193,3 +194,51 @@ class StandInWorker:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class ThrowawayMariaDB:
+    """A private MariaDB server (its own datadir and port) that a test may stop and start again."""
+
+    def __init__(self):
+        # Not under pytest's tmp_path: the server runs as the mysql user, who cannot enter it.
+        self.dir = tempfile.mkdtemp(prefix="puli-mariadb-")
+        os.chmod(self.dir, 0o755)
+        self.datadir = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.socket = os.path.join(self.dir, "mysqld.sock")
+        self.proc = None
+        subprocess.run(["chown", "-R", "mysql:mysql", self.dir], check=True)
+        subprocess.run(["mariadb-install-db", "--user=mysql", f"--datadir={self.datadir}",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True)
+
+    @property
+    def url(self):
+        return f"mysql://root@127.0.0.1:{self.port}/puli"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={self.datadir}",
+             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
+             "--skip-name-resolve", f"--log-error={self.dir}/error.log",
+             f"--pid-file={self.dir}/mysqld.pid"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+        wait_for(answers, 30, what="the throwaway MariaDB")
+        return self
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,40 @@
+"""The database goes away: the dispatcher keeps serving, retries, and writes everything once it is back."""
+from processes import Dispatcher, StandInWorker, ThrowawayMariaDB, wait_for
+from puli.model.status import CommandStatus as CS
+
+
+def test_dispatcher_keeps_serving_while_the_database_is_down_and_catches_up(tmp_path):
+    db = ThrowawayMariaDB().start()
+    dispatcher = Dispatcher(tmp_path / "d", db_url=db.url)
+    worker = StandInWorker()
+    try:
+        dispatcher.start()
+        worker.register(dispatcher, cores=1)
+        status, body = dispatcher.call("POST", "/graphs/", {"name": "j", "root": 0, "tasks": [
+            {"type": "Task", "name": "t", "arguments": {"cmd": "true", "start": 1, "end": 2}}]})
+        job = body["id"]
+        wait_for(lambda: worker.assignments, what="an assignment")
+        first = worker.assignments[0]
+
+        db.stop()
+        path = f"/rendernodes/{worker.name}/commands/{first['id']}/"
+        assert dispatcher.call("PUT", path, {"assignment": first["assignment"], "status": int(CS.DONE)})[0] == 200
+        assert dispatcher.call("PUT", f"/nodes/{job}/dispatchKey", {"dispatchKey": 9})[0] == 200
+        wait_for(lambda: dispatcher.get("/system")[1]["db"]["error"], what="the database error to show")
+        assert dispatcher.get(f"/nodes/{job}")[1]["doneCommandCount"] == 1     # still serving
+        status, body = dispatcher.call("POST", "/graphs/", {"name": "later", "root": 0, "tasks": [
+            {"type": "Task", "name": "t", "arguments": {}}]})
+        assert status == 503, body      # a submission cannot be acknowledged uncommitted
+
+        db.start()
+        wait_for(lambda: dispatcher.get("/system")[1]["db"]["ok"]
+                 and not dispatcher.get("/system")[1]["db"]["pendingWrites"], timeout=30,
+                 what="the pending writes to reach the database")
+        dispatcher.kill()
+        dispatcher.start()
+        node = dispatcher.get(f"/nodes/{job}")[1]
+        assert node["doneCommandCount"] == 1 and node["dispatchKey"] == 9
+    finally:
+        worker.close()
+        dispatcher.close()
+        db.close()
