@@ -116,3 +116,10 @@ def load_settings(args=None, /, **values) -> config.Settings:
     return settings.replace(
         db_url=settings.db_url or f"sqlite://{settings.data_dir / 'puli.sqlite'}",
         log_dir=settings.log_dir or settings.data_dir / "log")
+
+
+def file_pools_of(settings, rn_name):
+    """With pools_backend: file, the pools whose members name this render node (host:port or host)."""
+    host = rn_name.rsplit(":", 1)[0]
+    return [pool for pool, members in settings.pools.items()
+            if any(m.lower() in (rn_name, host) for m in members)]

@@ -6,6 +6,7 @@ import sys
 from ..model.farm import Farm
 from ..model import actions
 from .service import Service
+from .settings import file_pools_of
 
 log = logging.getLogger("puli.dispatcher")
 
@@ -38,14 +39,7 @@ def apply_config(service, settings):
         for name, members in settings.pools.items():
             farm.get_pool(name)
         for rn in farm.render_nodes.values():
-            actions.set_render_node_pools(farm, rn, pools_for(settings, rn.name), create=False)
-
-
-def pools_for(settings, rn_name):
-    """Pools of the file backend that list this render node (by host:port or by host)."""
-    host = rn_name.rsplit(":", 1)[0]
-    return [pool for pool, members in settings.pools.items()
-            if rn_name in members or host in members]
+            actions.set_render_node_pools(farm, rn, file_pools_of(settings, rn.name), create=False)
 
 
 def setup_logging(settings):

@@ -6,6 +6,7 @@ It wakes the dispatch loop only when the report freed resources or produced a wo
 """
 from ...model import actions
 from ...model.status import CommandStatus
+from ..settings import file_pools_of
 from .common import BadField, field, pools_from_file, read_body
 
 _COMMAND_STATUSES = CommandStatus._value2member_map_
@@ -39,13 +40,6 @@ def _report(item, where):
             raise BadField(f"{where}stats", f"'{where}stats' must be an object")
         out["stats"] = stats
     return out
-
-
-def _config_pools(settings, name):
-    """The pools of the `pools` setting that list this node, by host:port or by bare host."""
-    host = name.rsplit(":", 1)[0]
-    return [pool for pool, members in settings.pools.items()
-            if any(m.lower() in (name, host) for m in members)]
 
 
 class Registration:
@@ -87,7 +81,7 @@ class Registration:
             running.append(dict(_report(item, where), id=cmd_id))
 
         service = self.service
-        config_pools = _config_pools(service.settings, name) if pools_from_file(service) else None
+        config_pools = file_pools_of(service.settings, name) if pools_from_file(service) else None
         now = service.now()
         with service.lock:
             farm = service.farm
