@@ -203,6 +203,9 @@ class Farm:
         cmd.status = new
         cmd.update_time = now
         self.dirty.commands.add(cmd)
+        rn = cmd.render_node
+        if (old == CS.RUNNING or new == CS.RUNNING) and rn is not None and cmd.id in rn.commands:
+            rn.running += (new == CS.RUNNING) - (old == CS.RUNNING)
         if old in ACTIVE and new not in ACTIVE:
             self._release(cmd)
         task = cmd.task
@@ -332,6 +335,8 @@ class Farm:
 
     def _hold(self, cmd, rn):
         rn.commands[cmd.id] = cmd
+        if cmd.status == CS.RUNNING:
+            rn.running += 1
         rn.free_cores -= cmd.cores
         rn.free_ram -= cmd.ram
         for name in cmd.task.licenses:

@@ -1,7 +1,7 @@
 """Render nodes: the machines a worker runs on, their resources and their health."""
 from collections import deque
 
-from .status import CommandStatus, RenderNodeStatus
+from .status import RenderNodeStatus
 
 
 class RenderNode:
@@ -21,6 +21,7 @@ class RenderNode:
         self.performance = 0.0
         self.pools = []
         self.commands = {}              # command id -> Command holding resources here
+        self.running = 0                # how many of them are RUNNING (the rest are ASSIGNED)
         self.free_cores = cores
         self.free_ram = ram
         self.system_free_ram = None     # MB, from the last heartbeat
@@ -40,9 +41,7 @@ class RenderNode:
             return RenderNodeStatus.PAUSED
         if not self.commands:
             return RenderNodeStatus.IDLE
-        if any(c.status == CommandStatus.RUNNING for c in self.commands.values()):
-            return RenderNodeStatus.WORKING
-        return RenderNodeStatus.ASSIGNED
+        return RenderNodeStatus.WORKING if self.running else RenderNodeStatus.ASSIGNED
 
     @property
     def dispatchable(self):
@@ -66,7 +65,8 @@ class RenderNode:
         c = self.caracteristics
         for key, wanted in requirements.items():
             if key == "softs":
-                if not set(wanted) <= set(c.get("softs") or ()):
+                installed = c.get("softs") or ()
+                if not all(soft in installed for soft in wanted):
                     return False
                 continue
             if key not in c:
