@@ -1,0 +1,80 @@
+"""The worker's settings: schema, defaults file, and loading as the worker does at start."""
+
+import pathlib
+import socket
+
+from puli import config
+from puli.config import (Bool, Choice, Duration, Int, List, LogLevel, Path, Setting, Size, Str,
+                         Url)
+from puli.dispatcher.settings import RenderNodeName
+
+DEFAULTS_PATH = pathlib.Path(__file__).resolve().parent.parent / "defaults" / "worker.yml"
+SYSTEM_PATH = "/etc/puli/worker.yml"
+ENV_PREFIX = "PULI_WORKER_"
+
+
+class OptionalName(RenderNodeName):
+    """A render node name, or empty for the default one."""
+
+    def convert(self, value):
+        if value in ("", None):
+            return ""
+        return super().convert(value)
+
+
+SCHEMA = {
+    "dispatcher_url": Setting(Url(("http", "https")), "URL of the dispatcher."),
+    "address": Setting(Str(), "Address the worker's HTTP API listens on."),
+    "port": Setting(Int(1, 65535), "TCP port the worker's HTTP API listens on."),
+    "name": Setting(OptionalName(),
+                    "The render node's name, host:port; empty means <short hostname>:<port>."),
+    "host": Setting(Str(empty=True),
+                    "Host the dispatcher calls this worker back on; empty means this host's FQDN."),
+    "data_dir": Setting(Path(), "Directory for the running commands' state and the logs."),
+    "log_dir": Setting(Path(optional=True), "Log directory; empty means <data_dir>/log."),
+    "log_level": Setting(LogLevel(), "DEBUG, INFO, WARNING or ERROR."),
+    "heartbeat_interval": Setting(Duration(minimum=0.1), "Period of the heartbeat."),
+    "sysinfo_interval": Setting(Duration(minimum=1),
+                                "Period of the full system information sent with a heartbeat."),
+    "pools": Setting(List(Str()), "Pools this render node joins when it registers."),
+    "softs": Setting(List(Str()), "Software installed on this node (caracteristics.softs)."),
+    "isolation": Setting(Choice("auto", "cgroup2", "cgroup1", "pgroup"),
+                         "How commands are isolated: auto, cgroup2, cgroup1 or pgroup."),
+    "cgroup_root": Setting(Path(), "Where the cgroup hierarchies are mounted."),
+    "kill_grace": Setting(Duration(), "Delay between SIGTERM and SIGKILL when a command is stopped."),
+    "log_max_bytes": Setting(Size(minimum=4096), "A command's log is rotated at this size."),
+    "pids_max": Setting(Int(0), "Most processes a command may run at once; 0 means no limit."),
+    "gpu_detection": Setting(Bool(), "Detect NVIDIA GPUs with nvidia-smi."),
+    "killfile": Setting(Path(optional=True),
+                        "The killfile, whose presence pauses the node; empty means <data_dir>/killfile."),
+    "max_commands": Setting(Int(0), "Most commands run at once; 0 means one per core."),
+}
+
+
+def load_settings(args=None, /, **values) -> config.Settings:
+    """The worker's settings, with name, host, log_dir and killfile resolved to concrete values.
+
+    With argparse ``args`` from a parser given to config.add_arguments, they load as the worker
+    does at start: defaults < ``--config FILE`` (or /etc/puli/worker.yml, if it exists) <
+    PULI_WORKER_* environment variables < ``--set``. Without, only the defaults count.
+    ``values``, Python values by setting name, override every other source. Raises
+    config.ConfigError.
+    """
+    if args is None:
+        settings = config.load(SCHEMA, DEFAULTS_PATH, environ={}, env_prefix=ENV_PREFIX,
+                               values=values)
+    else:
+        settings = config.from_args(SCHEMA, DEFAULTS_PATH, args, env_prefix=ENV_PREFIX,
+                                    system_file=SYSTEM_PATH, values=values)
+    short_host = socket.gethostname().split(".")[0]
+    return settings.replace(
+        name=(settings.name or f"{short_host}:{settings.port}").lower(),
+        host=settings.host or _callback_host(),
+        log_dir=settings.log_dir or settings.data_dir / "log",
+        killfile=settings.killfile or settings.data_dir / "killfile")
+
+
+def _callback_host():
+    """This host's fully qualified name, unless the resolver only knows it as localhost."""
+    fqdn = socket.getfqdn()
+    return socket.gethostname() if fqdn.startswith("localhost") else fqdn
