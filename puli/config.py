@@ -3,6 +3,7 @@
 import difflib
 import math
 import os
+import sys
 import pathlib
 import re
 import types
@@ -513,6 +514,18 @@ def add_arguments(parser) -> None:
                         help="YAML settings file (default: the system file, if it exists)")
     parser.add_argument("--set", metavar="KEY=VALUE", dest="overrides", action="append", default=[],
                         help="override one setting; VALUE is read as YAML (repeatable)")
+    parser.add_argument("--check-config", metavar="FILE",
+                        help="check a settings file and exit (non-zero when it is invalid)")
+
+
+def check_command(schema: MappingABC[str, Setting], defaults_path: os.PathLike | str, args) -> int | None:
+    """With --check-config FILE: print its errors and return the exit status; else None."""
+    if not getattr(args, "check_config", None):
+        return None
+    errors = check(schema, defaults_path, args.check_config)
+    for error in errors:
+        print(error, file=sys.stderr)
+    return 1 if errors else 0
 
 
 def from_args(schema: MappingABC[str, Setting], defaults_path: os.PathLike | str, args,

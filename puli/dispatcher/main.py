@@ -62,14 +62,10 @@ def main(argv=None):
         description="Run the Puli dispatcher: the farm model, the dispatch loop and the HTTP API.")
     config.add_arguments(parser)
     parser.add_argument("--clean", action="store_true", help="wipe the database at start")
-    parser.add_argument("--check-config", metavar="FILE",
-                        help="check a settings file and exit (non-zero when it is invalid)")
     args = parser.parse_args(argv)
-    if args.check_config:
-        errors = config.check(dispatcher_settings.SCHEMA, dispatcher_settings.DEFAULTS_PATH, args.check_config)
-        for error in errors:
-            print(error, file=sys.stderr)
-        return 1 if errors else 0
+    checked = config.check_command(dispatcher_settings.SCHEMA, dispatcher_settings.DEFAULTS_PATH, args)
+    if checked is not None:
+        return checked
     try:
         values = {"clean": True} if args.clean else {}
         settings = dispatcher_settings.load_settings(args, **values)

@@ -40,6 +40,7 @@ class Service:
         self.archive_after = getattr(settings, "archive_after", 7 * 86400.0)
         self.last_pass = {"assigned": 0, "seconds": 0.0, "at": 0.0}
         self.db_error = None
+        self._writing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     def restore(self):
@@ -151,6 +152,7 @@ class Service:
             if not dirty:
                 return True
             rows = self.store.snapshot(self.farm, dirty)
+            self._writing = True
         try:
             self.store.write(rows)
         except Exception as exc:
@@ -159,11 +161,18 @@ class Service:
             self.db_error = str(exc)
             with self.lock:
                 self.farm.dirty.merge(dirty)
+                self._writing = False
             return False
+        with self.lock:
+            self._writing = False
         if self.db_error is not None:
             log.warning("database is back; pending changes written")
             self.db_error = None
         return True
+
+    def pending_writes(self):
+        """True while some change is not yet committed (call under the lock)."""
+        return self._writing or bool(self.farm.dirty)
 
     def summary(self):
         farm = self.farm

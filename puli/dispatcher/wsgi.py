@@ -1,10 +1,9 @@
 """The composition root: build the farm, store, service and WSGI app from settings."""
 import logging
-import logging.handlers
-import sys
 
-from ..model.farm import Farm
+from .. import logs
 from ..model import actions
+from ..model.farm import Farm
 from .service import Service
 from .settings import file_pools_of
 
@@ -43,12 +42,4 @@ def apply_config(service, settings):
 
 
 def setup_logging(settings):
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger("puli")
-    root.setLevel(settings.log_level)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in (logging.StreamHandler(sys.stderr),
-                    logging.handlers.RotatingFileHandler(settings.log_dir / "dispatcher.log",
-                                                         maxBytes=5 << 20, backupCount=10)):
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
+    logs.setup(settings.log_dir, settings.log_level, "dispatcher.log")

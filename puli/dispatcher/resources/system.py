@@ -74,7 +74,7 @@ class System:
                 "runningCommands": counts[CommandStatus.ASSIGNED] + counts[CommandStatus.RUNNING],
                 "renderNodes": {"total": len(farm.render_nodes), "alive": alive},
                 "db": {"enabled": service.store is not None, "ok": service.db_error is None,
-                       "error": service.db_error, "pendingWrites": bool(farm.dirty)},
+                       "error": service.db_error, "pendingWrites": service.pending_writes()},
                 "dispatch": dict(service.last_pass),
                 "summary": service.summary(),
             }
