@@ -12,7 +12,7 @@ ERROR = int(CommandStatus.ERROR)
 CANCELED = int(CommandStatus.CANCELED)
 FINAL = {DONE, ERROR, CANCELED}
 
-MIN_INTERVAL = 0.25     # seconds between two writes while running: the worker polls, no need for more
+MIN_INTERVAL = 0.5     # seconds between two writes while running: the worker polls, no need for more
 
 
 class StateFile:
