@@ -409,3 +409,17 @@ def test_render_node_shows_working_once_its_command_runs():
     assert rn.status == RS.ASSIGNED
     report(farm, cmd, CS.RUNNING)
     assert rn.status == RS.WORKING
+
+
+def test_node_that_refused_an_assignment_gets_nothing_until_heard_from_but_still_times_out():
+    farm = make_farm(rn_timeout=30.0)
+    rn = add_rn(farm, "n:8000", cores=2)
+    submit(farm, task("t", frames=(1, 3), maxNbCores=1))
+    (_, running), (_, refused) = run_pass(farm)
+    farm.requeue(refused, 1.0)
+    actions.unreachable(farm, rn)
+    assert run_pass(farm) == []
+    farm.check_liveness(31.0)
+    assert running.status == CS.TIMEOUT
+    actions.heartbeat(farm, "n:8000", {}, 32.0)
+    assert len(run_pass(farm, now=32.0)) == 2

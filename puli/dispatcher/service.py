@@ -93,7 +93,7 @@ class Service:
     # -- the loop ----------------------------------------------------------------------------------
     def _loop(self):
         tick = min(self.dispatch_interval, 1.0)
-        last_pass = last_housekeeping = 0.0
+        last_pass = last_housekeeping = last_archive = 0.0
         while not self._stopping.is_set():
             woke = self._wake.wait(tick)
             self._wake.clear()
@@ -106,8 +106,10 @@ class Service:
                     if now - last_housekeeping >= 1.0:
                         farm.process_retries(now)
                         farm.check_liveness(now)
-                        actions.archive_finished(farm, now, self.archive_after)
                         last_housekeeping = now
+                    if now - last_archive >= 60.0:  # scans every job: once a minute is plenty
+                        actions.archive_finished(farm, now, self.archive_after)
+                        last_archive = now
                     if woke or farm.wake or now - last_pass >= self.dispatch_interval:
                         started = time.perf_counter()
                         assigned = dispatch(farm, now)
@@ -135,8 +137,7 @@ class Service:
                 self.farm.requeue(cmd, self.now())
                 rn = self.farm.render_nodes.get(msg.rn_name)
                 if rn is not None:
-                    rn.alive = False
-                    self.farm.refresh_render_node(rn)
+                    actions.unreachable(self.farm, rn)
         self.changed()
 
     # -- write-behind ---------------------------------------------------------------------------------

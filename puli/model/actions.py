@@ -323,9 +323,15 @@ def set_pool_members(farm, pool, names):
 
 def touch(farm, rn, now):
     rn.last_alive = now
-    if not rn.alive:
-        rn.alive = True
+    if not rn.alive or not rn.reachable:
+        rn.alive = rn.reachable = True
         farm.refresh_render_node(rn)
+
+
+def unreachable(farm, rn):
+    """The worker did not take an assignment: give it nothing more until it is heard from."""
+    rn.reachable = False
+    farm.refresh_render_node(rn)
 
 
 def heartbeat(farm, name, info, now):

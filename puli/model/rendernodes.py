@@ -28,6 +28,7 @@ class RenderNode:
         self.system_swap_percentage = 0.0
         self.last_alive = 0.0
         self.alive = False              # False = UNKNOWN: never heard of, or silent too long
+        self.reachable = True           # False after refusing or missing an assignment, until heard from
         self.paused = False
         self.quarantined = False
         self.archived = False
@@ -46,7 +47,7 @@ class RenderNode:
     @property
     def dispatchable(self):
         """May receive new commands (resources permitting)."""
-        return self.alive and not self.paused and not self.quarantined
+        return self.alive and self.reachable and not self.paused and not self.quarantined
 
     @property
     def usable_ram(self):
