@@ -183,6 +183,8 @@ BUILTIN = "puli.commandwatcher.runners."
 ALIASES = {
     "puliclient.jobs.DefaultCommandRunner": BUILTIN + "DefaultCommandRunner",
     "puliclient.contrib.commandlinerunner.CommandLineRunner": BUILTIN + "CommandLineRunner",
+    "puliclient.CallableRunner": "puli.client.runner.CallableRunner",
+    "puliclient.runner.CallableRunner": "puli.client.runner.CallableRunner",
 }
 
 
