@@ -14,20 +14,9 @@ import pytest
 
 from puli.commandwatcher import isolation
 from puli.commandwatcher.state import CANCELED, DONE, ERROR, FINAL, RUNNING, read
+from processes import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "commandwatcher"
-
-
-def wait_for(predicate, timeout=15.0, what="condition"):
-    """The first truthy value of predicate(), polled until `timeout` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Watched:
@@ -58,7 +47,7 @@ class Watched:
         def check():
             state = self.state()
             return state if state is not None and predicate(state) else None
-        return wait_for(check, timeout, what)
+        return wait_for(check, timeout, what=what)
 
     def final(self, timeout=20.0):
         state = self.wait_state(lambda s: s["status"] in FINAL, timeout, "a final state")

@@ -23,6 +23,7 @@ Differences with Puli 1.7, on purpose:
 import getpass
 import json
 
+from ..model.cycles import waiting_cycle
 from .errors import (DependencyCycleError, GraphConnectionError, GraphError, GraphSubmissionError,
                      SubmissionUnreachable)
 from .nodes import DONE, RUNNER_NAMES, Task, TaskGroup, _is_node
@@ -282,51 +283,21 @@ def check_cycles(data):
     A node waits for its dependencies' targets (its ancestors' ones too) and for its children: a
     cycle in that relation can never finish (a node waiting on its own ancestor is one)."""
     tasks = data["tasks"]
-    parent = {}
+    indices = range(len(tasks))
+
     def listed(value):
         return value if isinstance(value, list) else []
 
-    for i, node in enumerate(tasks):
-        for child in listed(node.get("tasks")):
-            if isinstance(child, int) and 0 <= child < len(tasks):
-                parent[child] = i
-
-    def own(i):
-        return [d[0] for d in listed(tasks[i].get("dependencies"))
-                if isinstance(d, (list, tuple)) and d and isinstance(d[0], int) and 0 <= d[0] < len(tasks)]
-
-    edges = {}
-    for i in range(len(tasks)):
-        targets = []
-        node = i
-        guard = 0
-        while node is not None and guard <= len(tasks):
-            targets.extend(own(node))
-            node = parent.get(node)
-            guard += 1
-        children = [c for c in listed(tasks[i].get("tasks")) if isinstance(c, int) and 0 <= c < len(tasks)]
-        edges[i] = [t for t in targets if t != i] + children
-
-    WHITE, GREY, BLACK = 0, 1, 2
-    color = [WHITE] * len(tasks)
-    for start in range(len(tasks)):
-        if color[start] != WHITE:
-            continue
-        color[start] = GREY
-        stack = [(start, iter(edges[start]))]
-        path = [start]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                color[node] = BLACK
-                stack.pop()
-                path.pop()
-            elif color[nxt] == GREY:
-                cycle = path[path.index(nxt):] + [nxt]
-                names = [str(tasks[i].get("name", i)) for i in cycle]
-                raise DependencyCycleError("dependency cycle (each waits for the next): " + " -> ".join(names), names)
-            elif color[nxt] == WHITE:
-                color[nxt] = GREY
-                stack.append((nxt, iter(edges[nxt])))
-                path.append(nxt)
+    parent = dict.fromkeys(indices)
+    children = {i: [c for c in listed(tasks[i].get("tasks")) if isinstance(c, int) and 0 <= c < len(tasks)]
+                for i in indices}
+    for i in indices:
+        for child in children[i]:
+            parent[child] = i
+    dependencies = {i: [d[0] for d in listed(tasks[i].get("dependencies"))
+                        if isinstance(d, (list, tuple)) and d and isinstance(d[0], int) and 0 <= d[0] < len(tasks)]
+                    for i in indices}
+    cycle = waiting_cycle(parent, dependencies, children)
+    if cycle:
+        names = [str(tasks[i].get("name", i)) for i in cycle]
+        raise DependencyCycleError("dependency cycle (each waits for the next): " + " -> ".join(names), names)

@@ -6,6 +6,7 @@ node of the farm as `{"nodeId": 42}` (a dependency on another job).
 """
 import json
 
+from .cycles import waiting_cycle
 from .errors import InvalidGraph
 from .status import NodeStatus
 
@@ -230,52 +231,14 @@ def _dependencies(raw, where, count):
 
 
 def _refuse_cycles(specs):
-    """A node waits for its dependencies' targets (its ancestors' ones too) and for its children.
-
-    A cycle in that relation can never finish: refuse it, naming the nodes on it.
-    """
-    inherited = {}
-
-    def deps_of(index):
-        if index not in inherited:
-            spec = specs[index]
-            own = [t for t, _ in spec.dependencies if not isinstance(t, tuple)]
-            inherited[index] = own + (deps_of(spec.parent) if spec.parent is not None else [])
-        return inherited[index]
-
-    order = list(specs)
-    for index in order:              # fill the cache top-down to keep the recursion shallow
-        node = index
-        chain = []
-        while node is not None and node not in inherited:
-            chain.append(node)
-            node = specs[node].parent
-        for n in reversed(chain):
-            deps_of(n)
-    edges = {i: set(inherited[i]) | set(specs[i].children) for i in specs}
-    WHITE, GREY, BLACK = 0, 1, 2
-    color = dict.fromkeys(specs, WHITE)
-    for start in specs:
-        if color[start] != WHITE:
-            continue
-        stack = [(start, iter(edges[start]))]
-        color[start] = GREY
-        path = [start]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                color[node] = BLACK
-                stack.pop()
-                path.pop()
-            elif color[nxt] == GREY:
-                cycle = path[path.index(nxt):] + [nxt]
-                names = " -> ".join(f"tasks[{i}] ({specs[i].fields['name']})" for i in cycle)
-                raise InvalidGraph(f"dependency cycle: {names}")
-            elif color[nxt] == WHITE:
-                color[nxt] = GREY
-                stack.append((nxt, iter(edges[nxt])))
-                path.append(nxt)
+    """A graph that could never finish is refused, naming the nodes on its cycle."""
+    cycle = waiting_cycle(
+        {i: spec.parent for i, spec in specs.items()},
+        {i: [t for t, _ in spec.dependencies if not isinstance(t, tuple)] for i, spec in specs.items()},
+        {i: spec.children for i, spec in specs.items()})
+    if cycle:
+        names = " -> ".join(f"tasks[{i}] ({specs[i].fields['name']})" for i in cycle)
+        raise InvalidGraph(f"dependency cycle: {names}")
 
 
 def _get(raw, key, kind, default, where):

@@ -94,3 +94,16 @@ ensure_venv() {
         echo "$digest" >"$stamp"
     fi
 }
+
+# ensure_appliance_tools: what the appliance checks need (systemd-analyze, vagrant, rpmbuild,
+# dpkg-deb; ansible, ansible-lint and build), the Python tools in their own .venv-tools so that
+# the project's .venv stays small. PULI_TOOLS_VENV names it.
+ensure_appliance_tools() {
+    local tools="${PULI_TOOLS_VENV:-$PULI_ROOT/.venv-tools}"
+    ensure_packages systemd vagrant rpm dpkg-dev
+    if [ ! -x "$tools/bin/ansible-lint" ] || [ ! -x "$tools/bin/pyproject-build" ]; then
+        say "installing ansible, ansible-lint and build into $tools"
+        [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
+        "$tools/bin/python" -m pip install -q ansible ansible-lint build PyMySQL
+    fi
+}
