@@ -4,15 +4,18 @@ import falcon.media
 
 from . import errors
 from .resources import (commands, common, graphs, licenses, nodes, pools, query, rendernodes,
-                        system, tasks, workers_api)
+                        reports, stats_history, system, tasks, workers_api)
+from .sampler import RequestCounter
 
-AREAS = (graphs, nodes, tasks, commands, rendernodes, workers_api, pools, licenses, query, system)
+AREAS = (graphs, nodes, tasks, commands, rendernodes, workers_api, pools, licenses, query, system,
+         stats_history, reports)
 
 
 def create_app(service):
     """The WSGI app serving `service` (a puli.dispatcher.service.Service)."""
     max_bytes = getattr(service.settings, "max_request_bytes", None) or common.DEFAULT_MAX_REQUEST_BYTES
-    app = falcon.App(middleware=[common.RequestLimits(max_bytes)])
+    app = falcon.App(middleware=[common.RequestLimits(max_bytes),
+                                     RequestCounter.of(service)])   # pulistats: requests by kind
     app.req_options.strip_url_path_trailing_slash = True
     # Bodies are JSON whatever they are labelled (curl -d sends form-urlencoded).
     json_handler = falcon.media.JSONHandler()

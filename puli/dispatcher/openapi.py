@@ -374,6 +374,30 @@ op("put", "/resume", "Resume the filtered jobs", query=JOB_CONSTRAINTS, returns=
 # -- system --------------------------------------------------------------------------------------------
 op("get", "/stats", "Farm snapshot: commands, render nodes, jobs, licenses, last dispatch pass",
    returns=ref("Stats"))
+# -- pulistats (puli/stats, puli/dispatcher/sampler.py) -------------------------------------------------
+op("get", "/stats/history", "Recorded farm samples as series over a window", query=[
+    _q("window", STR, "2h, 24h (default), 7d, 30d or FROM..TO (epoch seconds or ISO dates)"),
+    _q("resolution", STR, "seconds per point: 300, 5m, 1h or auto (default, about 240 points)"),
+    _q("group_by", STR, "prod, user, step, type or pool: series become that group's values"),
+    _q("series", STR, "comma-separated series name prefixes (rn/, cores/, ram/, commands/, jobs/, "
+                      "by/, lic/, dispatch/, requests/); with group_by, the metrics (jobs, err, "
+                      "paused, ready, running, allocated, readyCommands, runningCommands)"),
+    _q("jobs", BOOL, "add the summaries of the jobs that ended in the window"),
+], returns=obj({"from": NUM, "to": NUM, "resolution": NUM, "samples": INT, "times": arr(NUM),
+                "series": obj(additional=arr(NUM)), "jobs": arr(ANY_OBJ)}), errors=(400,))
+op("get", "/reports", "The latest pulistats report (HTML, last 24 h; regenerated when older than 10 min)",
+   returns={"type": "string", "description": "text/html"})
+op("get", "/reports/{name}", "A file of the latest report (.html, .svg, .csv, manifest.json)",
+   returns={"type": "string"}, errors=(404,))
+op("get", "/reports/view", "The stats viewer: an HTML form and the chart it asks for", query=[
+    _q("window", STR, "as /stats/history"), _q("value", STR, "nodes, jobs, err, paused, ready, "
+                                              "allocated, running, readyCommands, runningCommands"),
+    _q("group", STR, "prod, user, step, type or pool"), _q("states", STR, "node states shown", True),
+    _q("resolution", STR, "as /stats/history"), _q("kind", STR, "line or stacked"),
+    _q("scale", STR, "linear or log")], returns={"type": "string", "description": "text/html"})
+op("get", "/reports/view.svg", "The viewer's chart as SVG (download=1: as an attachment)",
+   query=[_q("download", BOOL, "Content-Disposition: attachment")],
+   returns={"type": "string", "description": "image/svg+xml"}, errors=(400,))
 op("get", "/system", "The dispatcher's state: version, uptime, readiness, database", returns=ref("System"))
 op("get", "/health", "A trivial answer for probes: {ok, ready}, without taking the farm lock",
    returns=obj({"ok": {"type": "boolean"}, "ready": {"type": "boolean"}}))

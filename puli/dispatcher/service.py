@@ -39,6 +39,9 @@ class Service:
         self.flush_interval = getattr(settings, "flush_interval", 1.0)
         self.archive_after = getattr(settings, "archive_after", 7 * 86400.0)
         self.last_pass = {"assigned": 0, "seconds": 0.0, "at": 0.0}
+        # pulistats: passes, seconds, longest, assigned since the last stats sample (sampler.py).
+        self.pass_totals = [0, 0.0, 0.0, 0]
+        self.sampler = None
         self.db_error = None
         self._writing = False
 
@@ -57,6 +60,9 @@ class Service:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        from .sampler import Sampler     # pulistats: the farm sample every stats_interval
+        self.sampler = Sampler(self)
+        self.sampler.start()
         self.ready = True
         notify.ready(self.summary())
 
@@ -65,6 +71,8 @@ class Service:
         notify.stopping()
         self._stopping.set()
         self._wake.set()
+        if self.sampler is not None:    # pulistats
+            self.sampler.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         self._sender.shutdown(wait=True, cancel_futures=False)
@@ -114,6 +122,11 @@ class Service:
                         started = time.perf_counter()
                         assigned = dispatch(farm, now)
                         self.last_pass = {"assigned": assigned, "seconds": time.perf_counter() - started, "at": now}
+                        totals = self.pass_totals   # pulistats: pass timings between samples
+                        totals[0] += 1
+                        totals[1] += self.last_pass["seconds"]
+                        totals[2] = max(totals[2], self.last_pass["seconds"])
+                        totals[3] += assigned
                         last_pass = now
                     messages = [workers.message(m) for m in farm.take_outbox()]
                 self._deliver(messages)

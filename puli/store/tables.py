@@ -179,8 +179,32 @@ class MetaTable(SQLObject):
     value = BigIntCol(notNone=True)
 
 
+class StatsSampleTable(SQLObject):
+    """pulistats: one farm sample (flat JSON of series); resolution 0 raw, else the seconds a
+    downsampled row averages (see puli/store/stats.py)."""
+
+    class sqlmeta(_Meta):
+        table = "stats_samples"
+
+    time = FloatCol(notNone=True)
+    resolution = IntCol(notNone=True)
+    data = StringCol(notNone=True, **JSON)
+    by_time = DatabaseIndex("resolution", "time")
+
+
+class StatsJobTable(SQLObject):
+    """pulistats: the summary of a job that ended (id = the job's id)."""
+
+    class sqlmeta(_Meta):
+        table = "stats_jobs"
+
+    end_time = FloatCol(notNone=True)
+    data = StringCol(notNone=True, **JSON)
+    by_end = DatabaseIndex("end_time")
+
+
 TABLES = (NodeTable, CommandTable, DependencyTable, PoolTable, PoolMemberTable, PoolShareTable,
-          RenderNodeTable, LicenseTable, MetaTable)
+          RenderNodeTable, LicenseTable, MetaTable, StatsSampleTable, StatsJobTable)
 
 
 def columns(table):

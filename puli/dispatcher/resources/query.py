@@ -400,8 +400,7 @@ def _edit_status(req):
     def apply(farm, job, now):
         if int(job.status) == value:
             return False
-        actions.set_node_status(farm, job, value, now)
-        return True
+        return actions.set_node_status(farm, job, value, now) > 0   # e.g. cancelling a DONE job changes nothing
     return apply
 
 
