@@ -34,7 +34,7 @@ def test_errors_are_json(worker):
 
 def test_a_second_post_of_the_same_assignment_starts_nothing_more(farm, worker, tmp_path):
     runs = tmp_path / "runs"
-    job_id = submit(farm, job("once", f"echo run >> {runs}; sleep 1"))
+    job_id = submit(farm, job("once", f"echo run >> {runs}; sleep 3"))
     cmd_id = the_command(farm, job_id)
     assignment = reaches(farm, cmd_id, CS.RUNNING)["assignment"]
     status, body = worker.call("POST", "/commands/", {"id": cmd_id, "assignment": assignment, "taskId": 1})
