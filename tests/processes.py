@@ -88,6 +88,8 @@ class Dispatcher:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = str(data_dir)
         self.args = [os.path.join(os.path.dirname(sys.executable), "puli-dispatcher"),
+                     # never the host's /etc/puli/dispatcher.yml: only these settings count
+                     "--config", os.devnull,
                      "--set", "address=127.0.0.1", "--set", f"port={self.port}",
                      "--set", f"data_dir={self.data_dir}", "--set", "flush_interval=0.2",
                      "--set", "dispatch_interval=0.5", *extra]

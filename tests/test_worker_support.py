@@ -25,7 +25,7 @@ class WorkerProcess:
         self.name = f"127.0.0.1:{self.port}"
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = Path(data_dir)
-        self.args = [sys.executable, "-m", "puli.worker.main",
+        self.args = [sys.executable, "-m", "puli.worker.main", "--config", os.devnull,
                      "--set", f"dispatcher_url={dispatcher_url}", "--set", "address=127.0.0.1",
                      "--set", "host=127.0.0.1", "--set", f"port={self.port}",
                      "--set", f"name={self.name}", "--set", f"data_dir={self.data_dir}",
