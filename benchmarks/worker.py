@@ -170,12 +170,13 @@ def measure_cpu(base, url, worker, dispatcher, seconds, rate):
     idle = (cpu_seconds(worker_process) - idle_start) / (time.perf_counter() - wall)
 
     command_id = 999
-    cmd = [sys.executable, "-c", PRINTER.format(rate=rate, seconds=seconds, mark=MARK)]
+    cmd = [sys.executable, "-c", PRINTER.format(rate=rate, seconds=seconds + 2, mark=MARK)]
     log = base / "worker" / "log" / "commands" / "1" / f"{command_id}.log"
     status, answer = post(url + "/commands/", assignment(command_id, cmd))
     assert status == 202, answer
     watcher = psutil.Process(answer["watcherPid"])
     wait_until(lambda: log_has_mark(log))
+    time.sleep(1.0)     # warm-up: one-time costs (lazy imports, regex compilation) are not per line
     reports_before = dispatcher.reports
     worker_start, watcher_start, wall = cpu_seconds(worker_process), cpu_seconds(watcher), time.perf_counter()
     time.sleep(seconds)
