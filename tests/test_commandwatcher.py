@@ -2,6 +2,7 @@
 assignment.json, its state.json polled until a deadline, its commands real processes."""
 import json
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -157,6 +158,28 @@ def test_command_killed_by_a_signal_is_an_error(watch):
     assert state["signal"] == 9 and state["exitCode"] is None
 
 
+BURN = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end:\n    pass\n"
+
+
+def test_final_stats_have_the_run_figures(watch):
+    # The CPU is burnt by a grandchild the shell forks: it is counted too.
+    watched = watch({"cmd": f"{shlex.quote(sys.executable)} -c {shlex.quote(BURN)}; sleep 0.3; exit 4"})
+    state = watched.final()
+    stats = state["stats"]
+    assert state["status"] == ERROR and stats["exitCode"] == 4 and stats["signal"] is None
+    assert stats["oom"] is False and stats["timedOut"] is False
+    assert 0.9 <= stats["wallSeconds"] <= state["endTime"] - state["startTime"] + 0.01
+    assert 0.55 <= stats["cpuSeconds"] <= stats["wallSeconds"] + 0.5
+
+
+def test_final_stats_of_a_signal_and_a_timeout(watch):
+    killed = watch({"cmd": "kill -KILL $$"}).final()["stats"]
+    assert killed["signal"] == 9 and killed["exitCode"] is None and killed["timedOut"] is False
+    slow = watch({"cmd": "sleep 1000"}, maxRunTime=1).final()["stats"]
+    assert slow["timedOut"] is True and slow["signal"] == signal.SIGTERM and slow["wallSeconds"] >= 1.0
+    assert slow["cpuSeconds"] < 0.5
+
+
 def test_command_environment(watch):
     watched = watch({"cmd": "env | grep -E '^(PULI_|RENDERER=)' | sort"},
                     environment={"RENDERER": "cycles", "PULI_TASK_NAME": "overridden by the watcher"},
@@ -307,7 +330,8 @@ def test_python_runner_reports_completion_message_and_stats(watch):
     state = watched.final()
     assert state["status"] == DONE and state["completion"] == 1.0
     assert state["message"] == "count step 5/5"
-    assert state["stats"] == {"steps": 5, "argType": "int"}    # "5" was cast by validate()
+    assert {k: state["stats"][k] for k in ("steps", "argType")} == {"steps": 5, "argType": "int"}  # "5" cast
+    assert state["stats"]["exitCode"] == 0 and state["stats"]["signal"] is None
     log = watched.log()
     assert "counted 5 steps\n" in log and "INFO puli.runner.CountingRunner: runner log line" in log
 
@@ -381,6 +405,8 @@ def test_memory_hog_is_killed_by_the_cgroup_limit(watch, real_cgroups):
     assert state["signal"] == signal.SIGKILL
     assert "allocated 300 MB" not in watched.log()
     assert 40 <= state["stats"]["memoryPeakMb"] <= 64.5
+    assert state["stats"]["oom"] is True and state["stats"]["signal"] == signal.SIGKILL
+    assert state["stats"]["cpuSeconds"] > 0 and state["stats"]["wallSeconds"] > 0
     assert not any(Path(p).exists() for p in cgroup.describe()["paths"].values())    # removed
 
 

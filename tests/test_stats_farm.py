@@ -87,6 +87,9 @@ def test_history_has_farm_series_and_job_summaries(farm):
     ok = jobs["ok-shots"]
     assert ok["commands"] == 4 and ok["failures"] == {} and ok["nodeHours"] > 0
     assert 0.2 < ok["timePerFrame"]["min"] <= ok["timePerFrame"]["avg"] <= ok["timePerFrame"]["max"] < 5
+    # The watcher measured the CPU time of every command (sleep: next to none) and the worker sent it.
+    assert ok["cpuSeconds"] is not None and 0 <= ok["cpuSeconds"] < ok["wallSeconds"]
+    assert jobs["broken"]["cpuSeconds"] is not None
 
 
 def test_history_group_by_prod(farm):

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import selectors
 import shlex
 import signal
@@ -151,6 +152,8 @@ class Watcher:
         self.stop_reason = None
         self.runner_outcome = None
         self.children_left = False
+        self.started_at = None          # monotonic time the first process of the command started
+        self.cpu_base = None            # the watcher's RUSAGE_CHILDREN user+sys before it
 
     # -- the run, top to bottom ---------------------------------------------------------------
 
@@ -208,6 +211,9 @@ class Watcher:
             if self.signals.stops:
                 self.stop_reason = STOP_REQUESTED
                 break
+            if self.started_at is None:
+                self.started_at = time.monotonic()
+                self.cpu_base = _children_cpu()
             try:
                 process = self.process = CommandProcess(run.argv, env, cgroup=self.cgroup, reports=plan.reports)
             except (OSError, subprocess.SubprocessError) as exc:
@@ -312,12 +318,26 @@ class Watcher:
             if peak is not None:
                 self.state.merge_stats({"memoryPeakMb": round(peak / 1048576, 1)})
         self.state.update(status=status, endTime=time.time(), **fields)
+        self.state.merge_stats(self.run_figures())
         self.state.flush(force=True)
         final_message = self.state.state["message"]
         name = {DONE: "DONE", ERROR: "ERROR", CANCELED: "CANCELED"}[status]
         self.log.note(f"{name}: {final_message}" if final_message else name)
         if self.cgroup is not None:
             self.cgroup.remove()
+
+    def run_figures(self):
+        """The worker's figures of the command, kept with it by the dispatcher: wall and CPU
+        seconds (every process of the command, the cgroup's count where there is one) and why
+        it ended."""
+        state = self.state.state
+        wall = time.monotonic() - self.started_at if self.started_at is not None else 0.0
+        cpu = cgroup_cpu_seconds(self.cgroup) if self.cgroup is not None else None
+        if cpu is None:
+            cpu = max(0.0, _children_cpu() - self.cpu_base) if self.cpu_base is not None else 0.0
+        return {"wallSeconds": round(wall, 3), "cpuSeconds": round(cpu, 3),
+                "exitCode": state.get("exitCode"), "signal": state.get("signal"),
+                "oom": bool(state.get("oom")), "timedOut": bool(state.get("timedOut"))}
 
     # -- setting up -------------------------------------------------------------------------
 
@@ -475,6 +495,37 @@ def _number(assignment, key, default):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"{key} must be a number >= 0, got {value!r}")
     return value
+
+
+def _children_cpu():
+    """User + system seconds of the watcher's reaped descendants (a subreaper: orphans too)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cgroup_cpu_seconds(cgroup):
+    """CPU seconds the cgroup's processes used (cgroup v2 cpu.stat, v1 cpuacct.usage); None
+    where the kernel does not count them there."""
+    unified = cgroup.paths.get("unified")
+    if unified is not None:
+        try:
+            with open(unified / "cpu.stat") as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+        except (OSError, ValueError):
+            pass
+    for key in ("cpuacct", "cpu"):
+        path = cgroup.paths.get(key)
+        if path is None:
+            continue
+        try:
+            with open(path / "cpuacct.usage") as f:
+                return int(f.read().strip()) / 1e9
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _describe_exit(code):

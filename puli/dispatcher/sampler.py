@@ -168,13 +168,25 @@ def copy_job(job):
 
 
 def failure_cause(status, message, stats):
-    """Why a command failed, in a few words a chart can group by."""
-    text = (message or "").lower()
-    if stats.get("oom") or "out of memory" in text:
+    """Why a command failed, in a few words a chart can group by: from the worker's figures
+    (stats: oom, timedOut, signal, exitCode) where it sent them, else guessed from the message
+    (rows recorded before the watcher sent its figures)."""
+    if status == CS.TIMEOUT:
+        return "node lost"
+    if stats.get("oom"):
         return "out of memory"
-    if stats.get("timedOut") or "max run time" in text:
+    if stats.get("timedOut"):
         return "max run time"
-    if status == CS.TIMEOUT or "silent" in text:
+    if stats.get("signal"):
+        return "signal"
+    if stats.get("exitCode") not in (None, 0):
+        return "exit code"
+    text = (message or "").lower()
+    if "out of memory" in text:
+        return "out of memory"
+    if "max run time" in text:
+        return "max run time"
+    if "silent" in text:
         return "node lost"
     if "signal" in text or "killed" in text:
         return "signal"
@@ -185,7 +197,7 @@ def failure_cause(status, message, stats):
 
 def summarise(copy, now):
     """Outside the lock: the summary of an ended job from copy_job()."""
-    per_frame, node_seconds, wall, cpu, peak = [], 0.0, 0.0, 0.0, None
+    per_frame, node_seconds, wall, cpu, peak, cpu_known = [], 0.0, 0.0, 0.0, None, False
     causes, failed_runs, frames, end = Counter(), 0, 0, copy["endTime"]
     for status, start, stop, nb_frames, cores, rn, rn_cores, message, stats, attempt in copy["commands"]:
         frames += nb_frames
@@ -200,7 +212,9 @@ def summarise(copy, now):
         if status in (CS.ERROR, CS.TIMEOUT):
             causes[failure_cause(status, message, stats)] += 1
         failed_runs += max(attempt - (status == CS.DONE), 0)
-        cpu += float(stats.get("cpuSeconds") or stats.get("cpuTime") or 0.0)
+        if isinstance(stats.get("cpuSeconds", stats.get("cpuTime")), (int, float)):
+            cpu += float(stats.get("cpuSeconds", stats.get("cpuTime")))
+            cpu_known = True
         if stats.get("memoryPeakMb") is not None:
             peak = max(peak or 0.0, float(stats["memoryPeakMb"]))
     out = {k: copy[k] for k in ("id", "name", "user", "prod", "step", "type", "pool", "status",
@@ -209,7 +223,7 @@ def summarise(copy, now):
         "end": end if end is not None else now, "commands": len(copy["commands"]), "frames": frames,
         "timePerFrame": ({"avg": sum(per_frame) / len(per_frame), "min": min(per_frame),
                           "max": max(per_frame)} if per_frame else None),
-        "wallSeconds": wall, "nodeHours": node_seconds / 3600.0, "cpuSeconds": cpu or None,
+        "wallSeconds": wall, "nodeHours": node_seconds / 3600.0, "cpuSeconds": cpu if cpu_known else None,
         "memoryPeakMb": peak, "failures": dict(causes), "failedRuns": failed_runs,
         "failuresByNode": copy["rnErrors"],
     })

@@ -59,6 +59,9 @@ def summary_rows(hist):
         rows.append(("jobs ended", len(jobs)))
         rows.append(("failed commands (final)", failures))
         rows.append(("node-hours of ended jobs", f"{sum(j.get('nodeHours') or 0 for j in jobs):.2f}"))
+        cpu = [j["cpuSeconds"] for j in jobs if j.get("cpuSeconds") is not None]
+        if cpu:
+            rows.append(("CPU hours of ended jobs (measured)", f"{sum(cpu) / 3600:.2f}"))
     return rows
 
 
