@@ -338,3 +338,54 @@ def test_site_playbook_installs_a_working_farm(tmp_path, wheel):
         subprocess.run(["mariadb", "-u", "root", "-e",
                         "DROP DATABASE IF EXISTS pulidb; DROP USER IF EXISTS 'puli'@'localhost'"], check=False)
         remove_installation()
+
+
+def test_rendernode_installs_from_the_deb(tmp_path, deb):
+    """The roles' package install method: site.yml with only a render node, Puli from the .deb."""
+    playbook = tool("ansible-playbook")
+    need_clean_root()
+    status = run("dpkg-query", "-W", "-f=${Status}", "puli", check=False)
+    if status.returncode == 0 and "not-installed" not in status.stdout:
+        unavailable(f"dpkg knows a puli package here ({status.stdout}): this test will not touch it")
+    # apt would install missing dependencies, which the cleanup would then leave behind.
+    missing = run("dpkg-query", "-W", "python3", "libmariadb3", "adduser", check=False)
+    if missing.returncode != 0:
+        unavailable(f"the .deb's dependencies are not all installed: {missing.stderr.strip()}")
+
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(json.dumps({"all": {
+        "children": {"rendernodes": {"hosts": {"localhost": None}}},
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": str(TOOLS / "bin" / "python")}}}))
+    extra = tmp_path / "extra.yml"
+    extra.write_text(json.dumps({
+        "puli_install_method": "package",
+        "puli_package": str(deb),
+        "puli_dispatcher_url": f"http://127.0.0.1:{free_port()}",
+        "rendernode_address": "127.0.0.1",
+        "rendernode_host": "127.0.0.1",
+        "rendernode_port": free_port(),
+    }))
+    cmd = [playbook, "-i", inventory, "-e", f"@{extra}", "ansible/site.yml"]
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+           "PATH": f"{TOOLS / 'bin'}:{os.environ['PATH']}"}
+    try:
+        first = run(*cmd, cwd=ROOT, env=env)
+        assert recap(first.stdout)["failed"] == 0 and recap(first.stdout)["changed"] > 0
+        version = run("dpkg-deb", "--field", deb, "Version").stdout.strip()
+        assert run("dpkg-query", "-W", "-f=${Status} ${Version}", "puli").stdout == f"install ok installed {version}"
+        # Nothing came from a wheel: no dist directory, the package's own venv.
+        assert not Path("/opt/puli/dist").exists()
+        assert run("/opt/puli/venv/bin/puli-worker", "--help").returncode == 0
+        assert "Ansible managed" in Path("/etc/puli/worker.yml").read_text()
+        assert Path("/etc/systemd/system/puli-worker.service").exists()
+
+        second = run(*cmd, cwd=ROOT, env=env)
+        assert recap(second.stdout)["changed"] == 0, second.stdout[-4000:]
+        check = run(*cmd, "--check", "--diff", cwd=ROOT, env=env)
+        assert recap(check.stdout)["changed"] == 0, check.stdout[-4000:]
+    finally:
+        subprocess.run(["dpkg", "--purge", "puli"], capture_output=True)
+        remove_installation()
+    assert not Path("/opt/puli").exists() and not Path("/etc/puli").exists()
+    status = run("dpkg-query", "-W", "-f=${Status}", "puli", check=False)
+    assert status.returncode != 0 or "not-installed" in status.stdout, status.stdout
