@@ -139,6 +139,16 @@ def _tree(job, pick, attach):
     return top
 
 
+def _jobs_answer(service, preds, pick, attach, started):
+    """The query envelope of the jobs matching every predicate: rows, or trees when `attach`."""
+    with service.lock:
+        jobs = service.farm.root.children
+        total = len(jobs)
+        picked = _matching(jobs, preds)
+        items = [_tree(j, pick, attach) if attach else pick(j) for j in picked]
+    return _envelope(items, total, started)
+
+
 class JobQuery:
     """GET /query: jobs (children of the root) as rows of the attr= fields."""
 
@@ -164,12 +174,7 @@ class JobQuery:
                 item["items"] = []
             parent_item["items"].append(item)
 
-        with self.service.lock:
-            jobs = self.service.farm.root.children
-            total = len(jobs)
-            picked = _matching(jobs, preds)
-            items = [_tree(j, pick, attach) if tree else pick(j) for j in picked]
-        resp.media = _envelope(items, total, started)
+        resp.media = _jobs_answer(self.service, preds, pick, attach if tree else None, started)
 
 
 class CommandQuery:
@@ -346,12 +351,7 @@ class JobSearch:
             if item is not None:
                 parent_item["children"].append(item)
 
-        with self.service.lock:
-            jobs = self.service.farm.root.children
-            total = len(jobs)
-            picked = _matching(jobs, preds)
-            items = [_tree(j, pick, attach) if recursive else pick(j) for j in picked]
-        resp.media = _envelope(items, total, started)
+        resp.media = _jobs_answer(self.service, preds, pick, attach if recursive else None, started)
 
 
 class RenderNodeSearch:
