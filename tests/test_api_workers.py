@@ -55,7 +55,7 @@ def test_report_under_an_old_assignment_after_restart_is_stale(api):
     job = api.submit(task("t"))
     api.register("a:8000")
     (cmd_id, (rn, first)), = api.dispatch().items()
-    api.report(rn, cmd_id, first, CS.RUNNING)
+    api.report(rn, cmd_id, first, CS.ERROR)
     api.put(f"/nodes/{job}/status", {"status": 1})
     (_, (_, second)), = api.dispatch().items()
     assert second != first

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 pytestmark = pytest.mark.appliance
@@ -63,33 +64,82 @@ def run(*cmd, check=True, **kwargs):
 def need_clean_root():
     if os.geteuid() != 0:
         unavailable("installing Puli on this host needs root")
-    present = [str(p) for p in INSTALLED_PATHS if p.exists()]
-    try:
-        pwd.getpwnam("puli")
-        present.append("user puli")
-    except KeyError:
-        pass
+    present = leftovers()
     if present:
         unavailable(f"Puli is already installed here ({', '.join(present)}): this test will not touch it")
 
 
+def leftovers():
+    """What of a Puli installation this host holds: paths, the puli user and group, the package."""
+    present = [str(p) for p in INSTALLED_PATHS if os.path.lexists(p)]
+    for lookup, what in ((pwd.getpwnam, "user puli"), (grp.getgrnam, "group puli")):
+        try:
+            lookup("puli")
+            present.append(what)
+        except KeyError:
+            pass
+    status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "puli"], capture_output=True, text=True)
+    if status.returncode == 0 and "not-installed" not in status.stdout and status.stdout.strip():
+        present.append(f"package puli ({status.stdout.strip()})")
+    return present
+
+
+def retried(cmd, busy, timeout=300):
+    """Run `cmd` again while it fails because another program holds a lock it needs (an apt
+    run holds dpkg's, an adduser /etc/passwd's): other installs may run on this host."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0 or not re.search(busy, proc.stderr) or time.monotonic() > deadline:
+            return proc
+        time.sleep(1)
+
+
+DPKG_BUSY = r"lock|locked"
+PASSWD_BUSY = r"cannot lock|try again later"
+
+
+def dpkg(*args):
+    proc = retried(["dpkg", *map(str, args)], DPKG_BUSY)
+    if proc.returncode != 0:
+        pytest.fail(f"dpkg {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return proc
+
+
 def remove_installation():
-    """Remove what an installation made (only called when need_clean_root() saw none of it)."""
-    for path in INSTALLED_PATHS:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.exists():
-            path.unlink()
+    """Remove what an installation made (only called when need_clean_root() saw none of it),
+    and check that nothing is left: a later run on this host must find it as this one did."""
     try:
-        pwd.getpwnam("puli")
-        subprocess.run(["userdel", "puli"], check=False)
+        uid = pwd.getpwnam("puli").pw_uid
     except KeyError:
-        pass
+        uid = None
+    if uid is not None:
+        # Whatever still runs as puli (a daemon, a render's watcher) would write on in the
+        # directories being removed.
+        running = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid]
+        for process in running:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(running, timeout=10)
+    status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "puli"], capture_output=True, text=True)
+    if status.returncode == 0 and "not-installed" not in status.stdout:
+        retried(["dpkg", "--purge", "puli"], DPKG_BUSY)
+    for path in INSTALLED_PATHS:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            path.unlink()
+    if uid is not None:
+        retried(["userdel", "puli"], PASSWD_BUSY)
     try:
         grp.getgrnam("puli")
-        subprocess.run(["groupdel", "puli"], check=False)
+        retried(["groupdel", "puli"], PASSWD_BUSY)
     except KeyError:
         pass
+    left = leftovers()
+    assert not left, f"the installation could not be removed whole: {', '.join(left)} left on this host"
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +235,7 @@ def test_deb_contents(deb):
 def test_deb_installs_and_runs(deb):
     need_clean_root()
     try:
-        run("dpkg", "-i", deb)
+        dpkg("-i", deb)
         assert pwd.getpwnam("puli").pw_dir == "/var/lib/puli"
         assert run("/opt/puli/venv/bin/puli-dispatcher", "--help").returncode == 0
         assert run("/opt/puli/venv/bin/puli-worker", "--help").returncode == 0
@@ -196,9 +246,7 @@ def test_deb_installs_and_runs(deb):
             proc = run(tool("systemd-analyze"), "verify", f"/lib/systemd/system/{unit}", check=False)
             assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), unit
     finally:
-        subprocess.run(["dpkg", "--purge", "puli"], capture_output=True)
         remove_installation()
-    assert not Path("/opt/puli").exists() and not Path("/etc/puli").exists()
 
 
 def test_rpm_builds(tmp_path):
@@ -309,8 +357,15 @@ def test_site_playbook_installs_a_working_farm(tmp_path, wheel):
         assert recap(check.stdout)["changed"] == 0, check.stdout[-4000:]
 
         # No systemd as PID 1 here: start the daemons as the units would, as the puli user
-        # from the rendered settings.
-        as_puli = {"user": "puli", "group": "puli", "extra_groups": [], "cwd": "/var/lib/puli"}
+        # from the rendered settings, in the directories the playbook gave that user.
+        account = pwd.getpwnam("puli")
+        for path in ("/var/lib/puli", "/var/log/puli", "/var/lib/puli/dispatcher", "/var/log/puli/dispatcher",
+                     "/var/lib/puli/worker", "/var/log/puli/worker"):
+            owner = os.stat(path)
+            assert (owner.st_uid, owner.st_gid) == (account.pw_uid, account.pw_gid), \
+                f"{path} belongs to {owner.st_uid}:{owner.st_gid}, the puli account is " \
+                f"{account.pw_uid}:{account.pw_gid}"
+        as_puli = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": [], "cwd": "/var/lib/puli"}
         dlog, wlog = tmp_path / "dispatcher.log", tmp_path / "worker.log"
         dispatcher = subprocess.Popen(["/opt/puli/venv/bin/puli-dispatcher", "--config", "/etc/puli/dispatcher.yml"],
                                       stdout=dlog.open("w"), stderr=subprocess.STDOUT, **as_puli)
@@ -384,8 +439,4 @@ def test_rendernode_installs_from_the_deb(tmp_path, deb):
         check = run(*cmd, "--check", "--diff", cwd=ROOT, env=env)
         assert recap(check.stdout)["changed"] == 0, check.stdout[-4000:]
     finally:
-        subprocess.run(["dpkg", "--purge", "puli"], capture_output=True)
         remove_installation()
-    assert not Path("/opt/puli").exists() and not Path("/etc/puli").exists()
-    status = run("dpkg-query", "-W", "-f=${Status}", "puli", check=False)
-    assert status.returncode != 0 or "not-installed" in status.stdout, status.stdout

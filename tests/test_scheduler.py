@@ -2,7 +2,7 @@
 import pytest
 
 from puli.model import actions
-from puli.model.errors import InvalidGraph, StaleAssignment
+from puli.model.errors import Conflict, InvalidGraph, StaleAssignment
 from puli.model.status import CommandStatus as CS, NodeStatus as NS, RenderNodeStatus as RS
 from farmkit import add_rn, make_farm, report, run_pass, submit, task
 
@@ -270,14 +270,33 @@ def test_silent_node_times_out_and_its_commands_too():
     assert rn.free_cores == 1
 
 
-def test_late_report_from_timed_out_node_reattaches_the_same_run():
+def test_a_timed_out_assignment_is_over_and_its_late_reports_are_refused():
     farm = make_farm(rn_timeout=30.0)
     rn = add_rn(farm, "n:8000", cores=1)
-    submit(farm, task("t"))
+    submit(farm, task("t", maxAttempt=3))
     (_, cmd), = run_pass(farm)
+    old = cmd.assignment
     farm.check_liveness(31.0)
-    report(farm, cmd, CS.RUNNING, now=32.0, completion=0.5)
-    assert cmd.status == CS.RUNNING and rn.alive and rn.free_cores == 0
+    assert cmd.status == CS.TIMEOUT and cmd.attempt == 1
+    # The node comes back and reports the run it lost (its watcher died with the host).
+    for status in (CS.RUNNING, CS.ERROR):
+        with pytest.raises(StaleAssignment):
+            actions.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(status)}, 32.0)
+    assert cmd.status == CS.TIMEOUT and cmd.attempt == 1 and rn.alive and rn.free_cores == 1
+    stop = actions.register(farm, "n:8000", {"cores": 1, "ram": 16000},
+                            [{"id": cmd.id, "assignment": old, "status": int(CS.ERROR)}], 33.0)
+    assert stop == [cmd.id] and cmd.status == CS.TIMEOUT and cmd.attempt == 1
+
+
+def test_a_timeout_waits_for_an_operator_unless_the_farm_retries_timeouts():
+    for retry_timeouts, after in ((False, CS.TIMEOUT), (True, CS.READY)):
+        farm = make_farm(rn_timeout=30.0, retry_delay=20.0, retry_timeouts=retry_timeouts)
+        add_rn(farm, "n:8000", cores=1)
+        submit(farm, task("t", maxAttempt=3))
+        (_, cmd), = run_pass(farm)
+        farm.check_liveness(31.0)
+        farm.process_retries(60.0)
+        assert cmd.status == after, retry_timeouts
 
 
 def test_cancel_of_assigned_command_sticks_and_late_report_is_refused():
@@ -299,12 +318,35 @@ def test_report_from_a_previous_run_is_refused_after_restart():
     job = submit(farm, task("t"))
     (_, cmd), = run_pass(farm)
     old = cmd.assignment
+    report(farm, cmd, CS.ERROR)
     actions.restart(farm, job, 1.0)
     (_, again), = run_pass(farm)
     assert again is cmd and cmd.assignment != old
     with pytest.raises(StaleAssignment):
         actions.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(CS.DONE)}, 2.0)
     assert cmd.status == CS.ASSIGNED
+
+
+def test_a_restart_leaves_what_runs_alone_and_says_so():
+    farm = make_farm()
+    add_rn(farm, "n:8000", cores=2)
+    job = submit(farm, task("t1", maxNbCores=1), task("t2", maxNbCores=1))
+    (_, running), (_, done) = run_pass(farm)
+    report(farm, running, CS.RUNNING)
+    report(farm, done, CS.DONE)
+    farm.take_outbox()
+    assignment = running.assignment
+    for restart in (lambda: actions.restart(farm, job, 5.0),
+                    lambda: actions.set_node_status(farm, job, 1, 5.0),
+                    lambda: actions.retry(farm, job, 5.0, frozenset({CS.RUNNING, CS.DONE}))):
+        changes = restart()
+        assert changes.left_alone == [running]
+        assert running.status == CS.RUNNING and running.assignment == assignment and running.attempt == 0
+        assert done.status == CS.READY
+        assert not [m for m in farm.take_outbox() if m[0] == "stop"], "a restart stopped a running command"
+    with pytest.raises(Conflict):
+        actions.set_command_status(farm, running, CS.READY, 6.0)
+    assert running.status == CS.RUNNING and running.assignment == assignment
 
 
 def test_reregistration_keeps_what_the_worker_still_runs_and_requeues_the_rest():
@@ -354,7 +396,7 @@ def test_retry_errors_only_leaves_done_commands_alone():
     report(farm, a, CS.DONE)
     (_, b), = run_pass(farm)
     report(farm, b, CS.ERROR)
-    assert actions.retry(farm, job, 5.0) == 1
+    assert actions.retry(farm, job, 5.0).changed == 1
     assert a.status == CS.DONE and b.status == CS.READY
 
 

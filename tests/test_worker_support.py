@@ -158,9 +158,13 @@ def sweep(data_dir):
 
 
 @pytest.fixture
-def farm(tmp_path):
-    """A real dispatcher and a factory of real workers bound to it; everything killed after."""
-    dispatcher = Dispatcher(tmp_path / "dispatcher")
+def farm(tmp_path, request):
+    """A real dispatcher and a factory of real workers bound to it; everything killed after.
+
+    `@pytest.mark.dispatcher_settings("rn_timeout=3", ...)` adds --set options."""
+    marker = request.node.get_closest_marker("dispatcher_settings")
+    extra = [arg for setting in (marker.args if marker else ()) for arg in ("--set", setting)]
+    dispatcher = Dispatcher(tmp_path / "dispatcher", extra=extra)
     workers = []
 
     def worker(data_dir=None, **kw):

@@ -193,22 +193,24 @@ class JobEdit:
         self.per_job = per_job
 
 
+# A per-job edit answers (commands or jobs changed, running commands it left alone).
 def _retry(server, job, value, cascade):
     # TIMEOUT is a failed run too: the job shows ERROR for either.
     answer = server.put(f"/nodes/{job['id']}/status", {"status": 1},
                         params=[("cmdStatus", "7"), ("cmdStatus", "6")])
-    return answer["changed"]
+    return answer["changed"], answer.get("leftAloneCommands", [])
 
 
 def _restart_alone(server, job, value, cascade):
-    return server.put(f"/nodes/{job['id']}/status", {"status": 1, "cascade": False})["changed"]
+    answer = server.put(f"/nodes/{job['id']}/status", {"status": 1, "cascade": False})
+    return answer["changed"], answer.get("leftAloneCommands", [])
 
 
 def _set_pool(server, job, value, cascade):
     if job.get("pool") == value:
-        return 0
+        return 0, []
     server.put(f"/nodes/{job['id']}/pool", {"poolName": value})
-    return 1
+    return 1, []
 
 
 JOB_EDITS = {
@@ -246,14 +248,16 @@ def _check_ids(server, constraints):
 def _per_job(server, edit, constraints, value, cascade):
     answer = _matching_jobs(server, constraints, ["pool"])
     started = time.perf_counter()
-    changed, edited = 0, []
+    changed, edited, left_alone = 0, [], []
     for job in answer["items"]:
-        count = edit.per_job(server, job, value, cascade)
+        count, left = edit.per_job(server, job, value, cascade)
+        left_alone += left
         if count:
             changed += count
             edited.append(job["id"])
     summary = dict(answer["summary"], editedCount=len(edited), filteredCount=len(answer["items"]),
-                   changedCommands=changed, requestTime=time.perf_counter() - started)
+                   changedCommands=changed, requestTime=time.perf_counter() - started,
+                   leftAlone=len(left_alone), leftAloneCommands=left_alone)
     summary.pop("count", None)
     return {"summary": summary, "editedJobs": edited}
 
@@ -286,6 +290,12 @@ def edit_jobs(server, out, action, constraints, value=None, cascade=True):
     if left:
         lines.append(f"{left} {'other ' if edited else ''}matching job{'s' if left > 1 else ''} "
                      f"left as {'it was' if left == 1 else 'they were'}")
+    running = summary.get("leftAlone", 0)
+    if running:
+        ids = ", ".join(str(c["id"]) for c in summary.get("leftAloneCommands", []))
+        more = "" if running == len(summary.get("leftAloneCommands", [])) else ", ..."
+        lines.append(f"{running} running command{'' if running == 1 else 's'} left alone ({ids}{more}): "
+                     "a restart never stops what runs; cancel them to run them again")
     out.result(answer, lines, rows=[{"id": i} for i in edited])
     if not summary["filteredCount"]:
         raise Failed("no job matches; nothing was changed")

@@ -1,6 +1,5 @@
 """The dispatcher's Falcon application: routes, error handlers and middleware, nothing else."""
 import falcon
-import falcon.media
 
 from . import errors
 from .resources import (commands, common, graphs, licenses, nodes, pools, query, rendernodes,
@@ -18,9 +17,10 @@ def create_app(service):
                                      RequestCounter.of(service)])   # pulistats: requests by kind
     app.req_options.strip_url_path_trailing_slash = True
     # Bodies are JSON whatever they are labelled (curl -d sends form-urlencoded).
-    json_handler = falcon.media.JSONHandler()
-    app.req_options.media_handlers[falcon.MEDIA_URLENCODED] = json_handler
-    app.req_options.media_handlers["text/plain"] = json_handler
+    json_handler = common.json_handler()
+    for media_type in (falcon.MEDIA_JSON, falcon.MEDIA_URLENCODED, "text/plain"):
+        app.req_options.media_handlers[media_type] = json_handler
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     errors.install(app)
     for area in AREAS:
         for template, resource in area.routes(service):

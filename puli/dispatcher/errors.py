@@ -1,8 +1,8 @@
 """The API's errors: every error is a JSON body, and domain errors become HTTP statuses here only.
 
 InvalidGraph / InvalidValue -> 400, NotFound -> 404, Conflict -> 409, StaleAssignment -> 409 with
-``"stop": true`` (the worker must stop that command), a store failure -> 503, anything unexpected
--> 500 (logged with its traceback). Bodies are ``{"title": ..., "description": ...}``.
+``"stop": true`` (the worker must stop that command), data the database refused -> 400, the
+database unreachable -> 503, anything unexpected -> 500 (logged with its traceback). Bodies are ``{"title": ..., "description": ...}``.
 """
 import json
 import logging
@@ -78,6 +78,10 @@ def is_store_error(ex):
 
 
 def _unexpected(req, resp, ex, params):
+    if is_store_error(ex) and getattr(ex, "refused", False):
+        # The database is up but would not take this request's data: the request's fault.
+        log.warning("%s %s: refused by the database: %s", req.method, req.path, ex)
+        raise falcon.HTTPBadRequest(title="Refused by the database", description=str(ex))
     if is_store_error(ex):
         log.warning("%s %s: database unavailable: %s", req.method, req.path, ex)
         raise falcon.HTTPServiceUnavailable(

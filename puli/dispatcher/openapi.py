@@ -45,6 +45,14 @@ NODE_STATUS = {"type": "integer", "minimum": 0, "maximum": 6,
 RN_STATUS = {"type": "integer", "minimum": 0, "maximum": 6,
              "description": "0 UNKNOWN, 1 BOOTING, 2 PAUSED, 3 IDLE, 4 ASSIGNED, 5 WORKING, 6 FINISHING"}
 
+# A restart never stops what runs: the answer says what it left alone.
+LEFT_ALONE = {
+    "leftAlone": {"type": "integer", "description": "running or assigned commands a restart left alone"},
+    "leftAloneCommands": arr(obj({"id": INT, "status": COMMAND_STATUS, "statusName": STR,
+                                  "renderNode": {"type": "string", "nullable": True}},
+                                 description="the first 100 of them")),
+}
+
 SCHEMAS = {
     "Error": obj({
         "title": STR,
@@ -114,7 +122,7 @@ SCHEMAS = {
     }, required=("tasks",), description="Puli's graph wire format; refused whole when malformed"),
     "GraphCreated": obj({"id": INT, "name": STR, "nodes": arr(INT), "commands": INT}),
     "Changed": obj({"id": INT, "changed": {"type": "integer", "description": "commands changed"},
-                    "status": NODE_STATUS, "statusName": STR}),
+                    "status": NODE_STATUS, "statusName": STR, **LEFT_ALONE}),
     "QueryResult": obj({
         "summary": obj({"count": INT, "totalInDispatcher": INT, "requestTime": NUM,
                         "requestDate": STR}),
@@ -122,7 +130,7 @@ SCHEMAS = {
     }),
     "EditResult": obj({
         "summary": obj({"editedCount": INT, "filteredCount": INT, "totalInDispatcher": INT,
-                        "requestTime": NUM, "requestDate": STR}),
+                        "requestTime": NUM, "requestDate": STR, **LEFT_ALONE}),
         "editedJobs": arr(INT),
     }),
     "CommandReport": obj({
@@ -148,7 +156,11 @@ SCHEMAS = {
                   "dispatch": ANY_OBJ}),
     "System": obj({"version": STR, "host": STR, "pid": INT, "uptime": NUM, "ready": BOOL,
                    "jobs": INT, "commands": INT, "renderNodes": ANY_OBJ,
-                   "db": obj({"enabled": BOOL, "ok": BOOL, "error": {"type": "string", "nullable": True}}),
+                   "db": obj({"enabled": BOOL, "ok": BOOL, "error": {"type": "string", "nullable": True},
+                              "pendingWrites": BOOL,
+                              "refused": {"type": "integer", "description": "changes the database refused"},
+                              "refusedRows": arr(obj({"table": STR, "key": {}, "reason": STR, "since": NUM}))}),
+                   "degraded": BOOL, "problems": arr(STR),
                    "dispatch": ANY_OBJ}),
 }
 
@@ -399,8 +411,9 @@ op("get", "/reports/view.svg", "The viewer's chart as SVG (download=1: as an att
    query=[_q("download", BOOL, "Content-Disposition: attachment")],
    returns={"type": "string", "description": "image/svg+xml"}, errors=(400,))
 op("get", "/system", "The dispatcher's state: version, uptime, readiness, database", returns=ref("System"))
-op("get", "/health", "A trivial answer for probes: {ok, ready}, without taking the farm lock",
-   returns=obj({"ok": {"type": "boolean"}, "ready": {"type": "boolean"}}))
+op("get", "/health", "A small answer for probes, without taking the farm lock; 200 even when degraded",
+   returns=obj({"ok": BOOL, "ready": BOOL, "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "problems": arr(STR)}))
 op("get", "/openapi.json", "This document", returns=ANY_OBJ)
 
 _PATH_PARAMS = {"id": INT, "name": STR}

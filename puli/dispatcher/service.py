@@ -13,12 +13,29 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import notify
 from ..model import actions
 from ..model.build import build_job
+from ..model.farm import Dirty
 from ..model.graph import parse_graph
 from ..model.status import CommandStatus as CS
 from ..scheduler.dispatch import dispatch
 from . import workers
 
 log = logging.getLogger("puli.dispatcher")
+
+HELD_RETRY = 30.0   # s between two tries of a row the database refused, while it does not change
+
+
+class HeldRow:
+    """A change the database refused: its item, kept to be written alone later."""
+
+    __slots__ = ("kind", "key", "item", "reason", "since", "next_try")
+
+    def __init__(self, kind, key, item, reason, now):
+        self.kind = kind            # the farm's dirty set it came from ("nodes", "commands", ...)
+        self.key = key
+        self.item = item
+        self.reason = reason
+        self.since = now
+        self.next_try = now + HELD_RETRY
 
 
 class Service:
@@ -43,6 +60,7 @@ class Service:
         self.pass_totals = [0, 0.0, 0.0, 0]
         self.sampler = None
         self.db_error = None
+        self.held = {}                  # (kind, key) -> HeldRow: what the database refused
         self._writing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -160,33 +178,80 @@ class Service:
                 self.flush()
 
     def flush(self):
-        """Write what changed in one transaction; on failure keep it for the next try."""
+        """Write what changed in one transaction; on failure keep it for the next try.
+
+        A row the database refuses (a value it cannot hold) is kept aside and retried alone,
+        when it changes again or every HELD_RETRY seconds, so that it never holds the others
+        back; the rest is written. True when nothing is left to write.
+        """
+        now = self.now()
         with self.lock:
             dirty = self.farm.take_dirty()
-            if not dirty:
+            alone = []
+            for held in self.held.values():
+                if dirty.discard(held.kind, held.item) or held.next_try <= now:
+                    alone.append(held)
+            if not dirty and not alone:
                 return True
             rows = self.store.snapshot(self.farm, dirty)
+            alone_rows = [(held, self.store.snapshot(self.farm, Dirty.of(held.kind, held.item)))
+                          for held in alone]
             self._writing = True
+        written = []
         try:
-            self.store.write(rows)
+            refused = self.store.write(rows) if dirty else []
+            for held, held_rows in alone_rows:
+                if self.store.write(held_rows):
+                    held.next_try = now + HELD_RETRY
+                else:
+                    written.append(held)
         except Exception as exc:
             if self.db_error is None:
                 log.error("database write failed, will retry: %s", exc)
             self.db_error = str(exc)
             with self.lock:
                 self.farm.dirty.merge(dirty)
+                for held in written:
+                    self.held.pop((held.kind, held.key), None)
+                for held in alone:
+                    held.next_try = now     # with the rest, once the database is back
                 self._writing = False
             return False
         with self.lock:
+            for held in written:
+                log.warning("database: %s %s written after all", held.kind, held.key)
+                self.held.pop((held.kind, held.key), None)
+            for kind, key, reason in refused:
+                item = dirty.find(kind, key)
+                if item is None:
+                    continue
+                log.error("database refused %s %s, kept aside and retried alone: %s", kind, key, reason)
+                self.held[(kind, key)] = HeldRow(kind, key, item, reason, now)
             self._writing = False
         if self.db_error is not None:
             log.warning("database is back; pending changes written")
             self.db_error = None
-        return True
+        return not self.held
 
     def pending_writes(self):
         """True while some change is not yet committed (call under the lock)."""
-        return self._writing or bool(self.farm.dirty)
+        return self._writing or bool(self.farm.dirty) or bool(self.held)
+
+    def problems(self):
+        """What keeps the dispatcher from its promises now, for /health and /system (no lock)."""
+        out = []
+        if self.db_error is not None:
+            out.append(f"database unavailable: {self.db_error}")
+        held = len(self.held)
+        if held:
+            out.append(f"{held} change{'s' if held > 1 else ''} refused by the database, "
+                       "kept aside and retried (see /system)")
+        return out
+
+    def held_rows(self, limit=20):
+        """The rows the database refused, oldest first (call under the lock)."""
+        rows = sorted(self.held.values(), key=lambda h: h.since)[:limit]
+        return [{"table": h.kind, "key": h.key, "reason": h.reason, "since": h.since} for h in rows]
 
     def summary(self):
         farm = self.farm

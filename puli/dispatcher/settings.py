@@ -71,6 +71,10 @@ SCHEMA = {
         "A render node silent for this long is marked unknown and its commands timed out."),
     "retry_delay": Setting(
         Duration(), "Delay before a command in ERROR with attempts left is retried."),
+    "retry_timeouts": Setting(
+        Bool(),
+        "Retry a TIMEOUT command (its render node went silent) like an ERROR, when it has "
+        "attempts left; false: it waits for an operator's restart, as in Puli 1.7."),
     "dispatch_interval": Setting(
         Duration(minimum=0.1), "Longest time between two dispatch passes."),
     "flush_interval": Setting(

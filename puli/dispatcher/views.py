@@ -156,6 +156,21 @@ def command(cmd, detail=False):
     return out
 
 
+LEFT_ALONE_LISTED = 100
+
+
+def left_alone(cmds):
+    """What a restart left running: how many, and the first of them (a big job may run
+    thousands at once)."""
+    return {
+        "leftAlone": len(cmds),
+        "leftAloneCommands": [
+            {"id": c.id, "status": int(c.status), "statusName": COMMAND_STATUS_NAMES[int(c.status)],
+             "renderNode": c.render_node.name if c.render_node is not None else None}
+            for c in cmds[:LEFT_ALONE_LISTED]],
+    }
+
+
 def render_node(rn):
     status = int(rn.status)
     return {

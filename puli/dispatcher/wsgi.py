@@ -17,7 +17,8 @@ def build(settings):
 
     farm = Farm(rn_timeout=settings.rn_timeout, retry_delay=settings.retry_delay,
                 job_rn_error_limit=settings.job_rn_error_limit,
-                quarantine_threshold=settings.quarantine_threshold)
+                quarantine_threshold=settings.quarantine_threshold,
+                retry_timeouts=settings.retry_timeouts)
     store = open_store(settings.db_url, clean=settings.clean)
     service = Service(farm, store, settings)
     service.restore()

@@ -3,6 +3,7 @@
 Each function validates first and changes nothing when it refuses. Every status change goes
 through Farm.set_status / finish / requeue.
 """
+from . import limits
 from .errors import Conflict, InvalidValue, NotFound, StaleAssignment
 from .rendernodes import RenderNode
 from .status import ACTIVE, FAILED, FINAL, FINAL_NODE, CommandStatus as CS
@@ -62,57 +63,80 @@ def pause(farm, node, paused, now, kill=False):
     farm.refresh_status(node, now)
 
 
+class Changes:
+    """What a job operation did: how many commands it changed, and the running (or assigned)
+    ones a restart left alone, since a restart never stops or reruns what runs."""
+
+    __slots__ = ("changed", "left_alone")
+
+    def __init__(self, changed=0):
+        self.changed = changed
+        self.left_alone = []            # commands in ACTIVE statuses, untouched
+
+    def add(self, other):
+        self.changed += other.changed
+        self.left_alone.extend(other.left_alone)
+        return self
+
+
 def cancel(farm, node, now):
     """Cancel every unfinished command of the subtree; running ones are killed on their node."""
-    changed = 0
+    changes = Changes()
     for cmd in _commands(node):
         if cmd.status not in FINAL:
             farm.stop_on_worker(cmd)
             cmd.assignment = 0
             farm.finish(cmd, CS.CANCELED, now, "canceled")
-            changed += 1
-    return changed
+            changes.changed += 1
+    return changes
 
 
 def restart(farm, node, now, cascade=True, _seen=None):
-    """Run the subtree again from scratch (running commands are killed and requeued).
+    """Run the subtree again from scratch, except what is running: an ASSIGNED or RUNNING
+    command is left alone (Puli 1.7 skips a running task), so a frame never runs twice.
 
     With cascade, the nodes that depend on it are restarted first, so none of them runs on
     the old result.
     """
     seen = _seen if _seen is not None else set()
+    changes = Changes()
     if node.id in seen:
-        return 0
+        return changes
     seen.add(node.id)
-    changed = 0
     if cascade:
         for n in node.walk():
             for dep in list(n.dependents):
-                changed += restart(farm, dep.node, now, True, seen)
+                changes.add(restart(farm, dep.node, now, True, seen))
     for cmd in _commands(node):
-        if cmd.status != CS.READY or cmd.attempt or cmd.completion:
+        if cmd.status in ACTIVE:
+            changes.left_alone.append(cmd)
+        elif cmd.status != CS.READY or cmd.attempt or cmd.completion:
             farm.requeue(cmd, now, reset_attempts=True)
-            changed += 1
-    return changed
+            changes.changed += 1
+    return changes
 
 
 def retry(farm, node, now, statuses=RETRYABLE):
-    """Requeue only the commands in `statuses` (by default the failed ones)."""
-    changed = 0
+    """Requeue only the commands in `statuses` (by default the failed ones); like a restart,
+    it leaves what runs alone."""
+    changes = Changes()
     for cmd in _commands(node):
         if cmd.status in statuses:
-            farm.requeue(cmd, now, reset_attempts=True)
-            changed += 1
-    return changed
+            if cmd.status in ACTIVE:
+                changes.left_alone.append(cmd)
+            else:
+                farm.requeue(cmd, now, reset_attempts=True)
+                changes.changed += 1
+    return changes
 
 
 def force_done(farm, node, now):
-    changed = 0
+    changes = Changes()
     for cmd in _commands(node):
         if cmd.status != CS.DONE:
             _force_command_done(farm, cmd, now)
-            changed += 1
-    return changed
+            changes.changed += 1
+    return changes
 
 
 def _force_command_done(farm, cmd, now):
@@ -136,8 +160,14 @@ def set_node_status(farm, node, status, now, cascade=True, command_statuses=None
 
 
 def set_command_status(farm, cmd, status, now):
-    """Puli's PUT /commands/<id> {status}: 1 restart, 5 force DONE, 8 cancel."""
+    """Puli's PUT /commands/<id> {status}: 1 restart, 5 force DONE, 8 cancel.
+
+    A restart of a command that runs is refused: it would stop the run and start another."""
     if status == CS.READY:
+        if cmd.status in ACTIVE:
+            where = f" on {cmd.render_node.name}" if cmd.render_node is not None else ""
+            raise Conflict(f"command {cmd.id} is {cmd.status.name}{where}: a restart never stops "
+                           "a running command; cancel it first, or wait for its end")
         farm.requeue(cmd, now, reset_attempts=True)
     elif status == CS.DONE:
         if cmd.status != CS.DONE:
@@ -152,8 +182,7 @@ def set_command_status(farm, cmd, status, now):
 
 
 def set_max_rn(farm, node, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
-        raise InvalidValue("maxRN must be an integer, -1 (or 0) for no limit")
+    limits.integer("maxRN (-1 or 0 for no limit)", value, minimum=-1)
     value = value if value > 0 else -1
     if node.is_job:
         node.job.share.max_rn = value
@@ -181,38 +210,49 @@ def set_pool(farm, job, pool_name, max_rn=None):
     farm.shares.pop(old.id, None)
     old.archived = True
     farm.dirty.shares.add(old)
+    if max_rn is not None:
+        limits.integer("maxRN (-1 or 0 for no limit)", max_rn, minimum=-1)
     job.share = farm.new_share(pool, job, old.max_rn if max_rn is None else (max_rn if max_rn > 0 else -1))
     farm.refresh_job(job)
     return job.share
 
 
+_ATTRIBUTES = {
+    "dispatch_key": lambda value: limits.number("dispatchKey", value),
+    "priority": lambda value: limits.integer("priority", value),
+    "name": lambda value: limits.text("name", value),
+    "user": lambda value: limits.text("user", value),
+    "strategy": lambda value: limits.text("strategy", value),
+    "timer": lambda value: None if value is None else limits.number("timer", value),
+}
+
+
 def set_attribute(farm, node, field, value):
     """Edit one scheduling attribute of a node (dispatchKey, priority, name, user, ...)."""
-    checks = {
-        "dispatch_key": (int, float), "priority": int, "name": str, "user": str,
-        "strategy": str, "timer": (int, float, type(None)),
-    }
-    kind = checks.get(field)
-    if kind is None:
+    check = _ATTRIBUTES.get(field)
+    if check is None:
         raise InvalidValue(f"{field} cannot be edited")
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise InvalidValue(f"bad value for {field}: {value!r}")
+    value = check(value)
     if field == "name" and not value:
         raise InvalidValue("a name cannot be empty")
-    if field == "dispatch_key":
-        value = float(value)
     setattr(node, field, value)
     farm.dirty.nodes.add(node)
     farm.wake = True
 
 
 def set_tag(farm, node, key, value):
-    node.tags[key] = value
+    tags = dict(node.tags, **{key: value})
+    limits.json_text("tags", tags)
+    node.tags = tags
     farm.dirty.nodes.add(node)
 
 
 def set_task_field(farm, node, field, value):
     """Edit what a node hands its commands: environment, arguments, or (subtree) ram_use."""
+    if field == "ram_use":
+        limits.integer("ramUse", value, minimum=0)
+    else:
+        limits.json_text(field, value)
     targets = node.tasks() if field == "ram_use" else (node,)
     for n in targets:
         setattr(n, field, value)
@@ -221,8 +261,7 @@ def set_task_field(farm, node, field, value):
 
 
 def set_max_attempt(farm, node, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidValue("maxAttempt must be an integer, at least 1")
+    limits.integer("maxAttempt", value, minimum=1)
     for task in node.tasks():
         task.max_attempt = value
         farm.dirty.nodes.add(task)
@@ -237,14 +276,18 @@ def register(farm, name, info, running, now, pools_from_config=None):
     twice); ours that it no longer has go back to the queue.
     """
     name = name.lower()
+    _check_node_info(name, info)
+    for item in running or ():
+        _check_report(item)
     rn = farm.render_nodes.get(name)
     if rn is None:
         rn = RenderNode(farm.next_rn_id, name, create_date=now)
         farm.next_rn_id += 1
         farm.dirty.meta = True
         farm.render_nodes[name] = rn
-    rn.host = info.get("host") or name.rsplit(":", 1)[0]
-    rn.port = int(info.get("port") or (name.rsplit(":", 1)[1] if ":" in name else 8000))
+    host, _, port = name.rpartition(":") if ":" in name else (name, "", "")
+    rn.host = info.get("host") or host
+    rn.port = info.get("port") or (int(port) if port else 8000)
     for key, attr in (("cores", "cores"), ("ram", "ram"), ("speed", "speed"),
                       ("puliversion", "puliversion"), ("caracteristics", "caracteristics")):
         if key in info:
@@ -277,11 +320,44 @@ def register(farm, name, info, running, now, pools_from_config=None):
         except (StaleAssignment, NotFound):
             stop.append(cmd_id)
             continue
-        if cmd.status == CS.TIMEOUT:
-            farm.reattach(cmd, rn, CS.RUNNING, now)
         _apply_report(farm, cmd, rn, item, now)
     touch(farm, rn, now)
     return stop
+
+
+def _text_list(name, max_chars):
+    def check(values):
+        if not isinstance(values, list):
+            raise InvalidValue(f"{name} must be a list of strings")
+        for value in values:
+            limits.text(name, value, max_chars)
+    return check
+
+
+# What a worker says of its node, as the store keeps it.
+_NODE_INFO = {
+    "host": lambda v: limits.text("host", v, limits.NAME_CHARS),
+    "port": lambda v: limits.integer("port", v, 1, 65535),
+    "cores": lambda v: limits.integer("cores", v, 1),
+    "ram": lambda v: limits.integer("ram (MB)", v, 0),
+    "speed": lambda v: limits.number("speed", v, 0),
+    "puliversion": lambda v: limits.text("puliversion", v, limits.NAME_CHARS),
+    "caracteristics": lambda v: limits.json_text("caracteristics", v),
+    "systemFreeRam": lambda v: limits.integer("systemFreeRam (MB)", v, 0),
+    "systemSwapPercentage": lambda v: limits.number("systemSwapPercentage", v, 0, 100),
+    "pools": _text_list("pools", limits.NAME_CHARS),
+}
+
+
+def _check_node_info(name, info):
+    limits.text("a render node's name", name, limits.NAME_CHARS)
+    host, colon, port = name.rpartition(":")
+    if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise InvalidValue(f"render node {name!r}: the part after ':' must be a port (1-65535)")
+    for key, value in info.items():
+        check = _NODE_INFO.get(key)
+        if check is not None and value is not None:
+            check(value)
 
 
 def set_render_node_pools(farm, rn, names, create=True):
@@ -336,6 +412,7 @@ def unreachable(farm, rn):
 
 def heartbeat(farm, name, info, now):
     rn = get_render_node(farm, name)
+    _check_node_info(rn.name, info)
     if "systemFreeRam" in info:
         rn.system_free_ram = info["systemFreeRam"]
     if "systemSwapPercentage" in info:
@@ -370,21 +447,28 @@ def command_update(farm, name, command_id, report, now):
     """
     rn = get_render_node(farm, name)
     cmd = get_command(farm, command_id)
+    _check_report(report)
     touch(farm, rn, now)
     _check_fence(farm, cmd, rn, report.get("assignment"))
-    if cmd.status == CS.TIMEOUT:
-        farm.reattach(cmd, rn, CS.RUNNING, now)
     _apply_report(farm, cmd, rn, report, now)
     return cmd
+
+
+def _check_report(report):
+    """Refuse what the store could not keep before anything of the report is applied."""
+    status = report.get("status")
+    if status is not None and status not in CS._value2member_map_:
+        raise InvalidValue(f"status {status!r} is not a command status (0..8)")
+    if report.get("completion") is not None:
+        limits.number("completion", report["completion"])
+    if report.get("stats") is not None:
+        limits.json_text("stats", report["stats"])
 
 
 def _apply_report(farm, cmd, rn, report, now):
     status = report.get("status")
     if status is not None:
-        try:
-            status = CS(status)
-        except ValueError:
-            raise InvalidValue(f"status {status!r} is not a command status (0..8)") from None
+        status = CS(status)
     if cmd.status in FINAL:
         return                          # a repeated final report: already applied
     if "message" in report and report["message"] is not None:
@@ -430,7 +514,7 @@ def reset_render_node(farm, rn, now):
 
 
 def set_performance(farm, rn, value):
-    rn.performance = value
+    rn.performance = limits.number("performance", value)
     farm.dirty.render_nodes.add(rn)
     farm.wake = True
 
@@ -456,6 +540,7 @@ def remove_render_node(farm, rn, now):
 def create_pool(farm, name):
     if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise InvalidValue(f"bad pool name {name!r}: use letters, digits, '.', '_' and '-'")
+    limits.text("a pool's name", name, limits.NAME_CHARS)
     pool = farm.pools.get(name)
     if pool is not None and not pool.archived:
         raise Conflict(f"pool {name} already exists")
@@ -478,8 +563,8 @@ def delete_pool(farm, pool):
 
 
 def set_license(farm, name, maximum):
-    if not isinstance(maximum, int) or isinstance(maximum, bool) or maximum < 0:
-        raise InvalidValue("a license count must be a non-negative integer")
+    limits.text("a license's name", name, limits.NAME_CHARS)
+    limits.integer("a license count", maximum, minimum=0)
     return farm.set_license(name, maximum)
 
 

@@ -45,11 +45,57 @@ class Dirty:
         self.archived_jobs[:0] = other.archived_jobs
         self.meta = self.meta or other.meta
 
+    # -- one item at a time: the rows a database refused, kept aside and written alone --------
+    def find(self, kind, key):
+        """The item of `kind` (a set's name) whose key (id; name for licenses) is `key`, or
+        None. A scan: it serves only when the database refused a row."""
+        if kind == "meta":
+            return self.meta or None
+        return next((item for item in getattr(self, kind) if _key(kind, item) == key), None)
+
+    def discard(self, kind, item):
+        """Take `item` out; True when it was here."""
+        if kind == "meta":
+            found, self.meta = self.meta, False
+            return found
+        items = getattr(self, kind)
+        if kind == "archived_jobs":
+            if item in items:
+                items.remove(item)
+                return True
+            return False
+        if item in items:
+            items.discard(item)
+            return True
+        return False
+
+    @classmethod
+    def of(cls, kind, item):
+        """A Dirty naming one item."""
+        dirty = cls()
+        if kind == "meta":
+            dirty.meta = True
+        elif kind == "archived_jobs":
+            dirty.archived_jobs.append(item)
+        else:
+            getattr(dirty, kind).add(item)
+        return dirty
+
+
+def _key(kind, item):
+    if kind == "removed_licenses":
+        return item
+    return item.name if kind == "licenses" else item.id
+
 
 class Farm:
-    def __init__(self, rn_timeout=30.0, retry_delay=20.0, job_rn_error_limit=3, quarantine_threshold=3):
+    def __init__(self, rn_timeout=30.0, retry_delay=20.0, job_rn_error_limit=3, quarantine_threshold=3,
+                 retry_timeouts=False):
         self.rn_timeout = rn_timeout
         self.retry_delay = retry_delay
+        # A TIMEOUT (its render node went silent) waits for an operator, as in Puli 1.7,
+        # unless the farm retries it like an ERROR.
+        self.retried = FAILED if retry_timeouts else frozenset({CS.ERROR})
         self.job_rn_error_limit = job_rn_error_limit
         self.quarantine_threshold = quarantine_threshold
         self.root = TaskGroup(ROOT_ID, "graphs")
@@ -152,7 +198,7 @@ class Farm:
             self._refresh_ready(task)
             if task.max_attempt > 1:
                 for cmd in task.commands:
-                    if cmd.status in FAILED and cmd.attempt < task.max_attempt:
+                    if cmd.status in self.retried and cmd.attempt < task.max_attempt:
                         heapq.heappush(self.retries, ((cmd.end_time or now) + self.retry_delay, cmd.id, cmd.attempt))
         self.wake = True
 
@@ -357,12 +403,6 @@ class Farm:
                 lic.used -= 1
                 self.wake = True
 
-    def reattach(self, cmd, rn, status, now):
-        """A command we had given up on (TIMEOUT) is reported alive by its node: take it back."""
-        self._hold(cmd, rn)
-        self.set_status(cmd, status, now)
-        self.refresh_render_node(rn)
-
     def stop_on_worker(self, cmd):
         """Tell the command's worker to kill it, fenced by its current assignment."""
         if cmd.status in ACTIVE and cmd.render_node is not None:
@@ -399,7 +439,7 @@ class Farm:
                 [t[0] + 1, t[1] + per_frame, min(t[2], per_frame), max(t[3], per_frame)]
         if was_active and rn is not None and status != CS.CANCELED:
             self._record_outcome(rn, task.job, status in FAILED)
-        if status in FAILED and cmd.attempt < task.max_attempt:
+        if status in self.retried and cmd.attempt < task.max_attempt:
             heapq.heappush(self.retries, (now + self.retry_delay, cmd.id, cmd.attempt))
 
     def _record_outcome(self, rn, job, failed):
@@ -427,12 +467,17 @@ class Farm:
                 self.requeue(cmd, now)
 
     def check_liveness(self, now):
-        """Render nodes silent for rn_timeout become UNKNOWN and their commands TIMEOUT."""
+        """Render nodes silent for rn_timeout become UNKNOWN and their commands TIMEOUT.
+
+        A timed-out assignment is over: the worker's late reports on it are refused, so one
+        run never counts twice nor turns into a second outcome.
+        """
         deadline = now - self.rn_timeout
         for rn in self.render_nodes.values():
             if rn.alive and rn.last_alive < deadline:
                 rn.alive = False
                 for cmd in list(rn.commands.values()):
+                    cmd.assignment = 0
                     self.finish(cmd, CS.TIMEOUT, now, f"render node {rn.name} silent for more than {self.rn_timeout:g} s")
                 self.refresh_render_node(rn)
 

@@ -6,6 +6,7 @@ node of the farm as `{"nodeId": 42}` (a dependency on another job).
 """
 import json
 
+from . import limits
 from .cycles import waiting_cycle
 from .errors import InvalidGraph
 from .status import NodeStatus
@@ -56,14 +57,16 @@ def parse_graph(payload):
     if not 0 <= root < len(tasks):
         raise InvalidGraph(f"'root' is {root}, not an index of 'tasks' (0..{len(tasks) - 1})")
     user = _get(payload, "user", str, "", "graph")
-    pool = _get(payload, "poolName", str, "default", "graph") or "default"
+    pool = _get(payload, "poolName", str, "default", "graph", limits.NAME_CHARS) or "default"
     max_rn = _get(payload, "maxRN", int, -1, "graph")
     name = _get(payload, "name", str, "", "graph")
     meta = _get(payload, "meta", dict, {}, "graph")
 
     specs = {}
+    budget = MAX_COMMANDS               # counted as the nodes come, before frames are expanded
     for index, raw in enumerate(tasks):
-        specs[index] = _parse_node(index, raw, user, len(tasks))
+        specs[index] = spec = _parse_node(index, raw, user, len(tasks), budget)
+        budget -= len(spec.commands)
 
     # Parent links: every node listed by at most one TaskGroup, no node its own ancestor.
     for spec in specs.values():
@@ -93,7 +96,7 @@ def parse_graph(payload):
     return GraphSpec(name, user, pool, max_rn, root, reachable, meta)
 
 
-def _parse_node(index, raw, default_user, count):
+def _parse_node(index, raw, default_user, count, budget=MAX_COMMANDS):
     where = f"tasks[{index}]"
     if not isinstance(raw, dict):
         raise InvalidGraph(f"{where} must be an object")
@@ -107,7 +110,7 @@ def _parse_node(index, raw, default_user, count):
         name=name,
         user=_get(raw, "user", str, "", where) or default_user,
         priority=_get(raw, "priority", int, 0, where),
-        dispatch_key=float(_get(raw, "dispatchKey", (int, float), 0, where)),
+        dispatch_key=_get(raw, "dispatchKey", float, 0.0, where),
         max_rn=_get(raw, "maxRN", int, -1, where),
         tags=_json_dict(raw, "tags", where),
         environment=_str_dict(raw, "environment", where),
@@ -138,8 +141,8 @@ def _parse_node(index, raw, default_user, count):
         ram_use=_get(raw, "ramUse", int, 0, where),
         licenses=tuple(x for x in lic.split("&") if x),
         max_attempt=_get(raw, "maxAttempt", int, 1, where),
-        max_run_time=_get(raw, "maxRunTime", (int, float), 0, where),
-        validation_expression=str(raw.get("validationExpression") or ""),
+        max_run_time=_get(raw, "maxRunTime", float, 0.0, where),
+        validation_expression=_get(raw, "validationExpression", str, "", where),
         runner_packages=_packages(raw, "runnerPackages", where),
         watcher_packages=_packages(raw, "watcherPackages", where),
     )
@@ -151,11 +154,13 @@ def _parse_node(index, raw, default_user, count):
     if fields["max_attempt"] < 1:
         raise InvalidGraph(f"{where}.maxAttempt must be at least 1")
     commands = _get(raw, "commands", list, [], where)
+    if len(commands) > budget:
+        raise InvalidGraph(f"{where}.commands: a graph may hold at most {MAX_COMMANDS} commands")
     if commands:
         for i, cmd in enumerate(commands):
             spec.commands.append(_command(cmd, f"{where}.commands[{i}]", name))
     else:
-        spec.commands = decompose(name, fields["arguments"], where)
+        spec.commands = decompose(name, fields["arguments"], where, budget)
     return spec
 
 
@@ -164,24 +169,19 @@ def _command(raw, where, task_name):
         raise InvalidGraph(f"{where} must be an object")
     description = _get(raw, "description", str, "", where) or task_name
     args = _json_dict(raw, "arguments", where)
-    return description, json.dumps(args, separators=(",", ":")), _nb_frames(args)
+    return description, limits.json_text(f"{where}.arguments", args, InvalidGraph), _nb_frames(args, where)
 
 
-def decompose(task_name, arguments, where="task"):
-    """Puli's DefaultTaskDecomposer: `start`/`end`/`packetSize` or `framesList` into commands."""
-    def packets(first, last, size):
-        out = []
-        for start in range(first, last + 1, size):
-            end = min(start + size - 1, last)
-            args = dict(arguments, start=start, end=end)
-            out.append((f"{task_name}_{start}_{end}", json.dumps(args, separators=(",", ":")), end - start + 1))
-        return out
+def decompose(task_name, arguments, where="task", budget=MAX_COMMANDS):
+    """Puli's DefaultTaskDecomposer: `start`/`end`/`packetSize` or `framesList` into commands.
 
+    The commands are counted before any is made: a short frame list may name a billion frames.
+    """
     size = arguments.get("packetSize", 1)
-    if not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= limits.INT_MAX:
         raise InvalidGraph(f"{where}.arguments.packetSize must be a positive integer")
     if "framesList" in arguments:
-        out = []
+        ranges = []
         for part in str(arguments["framesList"]).split(","):
             part = part.strip()
             try:
@@ -191,24 +191,42 @@ def decompose(task_name, arguments, where="task"):
                 raise InvalidGraph(f"{where}.arguments.framesList: {part!r} is not a frame or a range") from None
             if last < first:
                 raise InvalidGraph(f"{where}.arguments.framesList: range {part!r} ends before it starts")
-            out.extend(packets(first, last, size))
-        return out
-    if "start" in arguments and "end" in arguments:
+            ranges.append(_frame_range(first, last, f"{where}.arguments.framesList"))
+    elif "start" in arguments and "end" in arguments:
         first, last = arguments["start"], arguments["end"]
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in (first, last)):
             raise InvalidGraph(f"{where}.arguments: start and end must be integers")
         if last < first:
             raise InvalidGraph(f"{where}.arguments: end ({last}) is before start ({first})")
-        if (last - first) // size >= MAX_COMMANDS:
-            raise InvalidGraph(f"{where}.arguments: more than {MAX_COMMANDS} commands")
-        return packets(first, last, size)
-    return [(task_name, json.dumps(arguments, separators=(",", ":")), 1)]
+        ranges = [_frame_range(first, last, f"{where}.arguments")]
+    else:
+        return [(task_name, limits.json_text(f"{where}.arguments", arguments, InvalidGraph), 1)]
+    count = sum(-(-(last - first + 1) // size) for first, last in ranges)
+    if count > budget:
+        raise InvalidGraph(f"{where}.arguments make {count} commands; a graph may hold at most "
+                           f"{MAX_COMMANDS} in all")
+    out = []
+    for first, last in ranges:
+        for start in range(first, last + 1, size):
+            end = min(start + size - 1, last)
+            args = dict(arguments, start=start, end=end)
+            out.append((f"{task_name}_{start}_{end}", json.dumps(args, separators=(",", ":")), end - start + 1))
+    if out:
+        # Every packet holds the same arguments but its frames: the first tells the size.
+        limits.check_json_size(f"{where}.arguments", out[0][1], InvalidGraph)
+    return out
 
 
-def _nb_frames(args):
+def _frame_range(first, last, where):
+    for frame in (first, last):
+        limits.integer(f"{where}: frame {frame}", frame, error=InvalidGraph)
+    return first, last
+
+
+def _nb_frames(args, where):
     start, end = args.get("start"), args.get("end")
     if isinstance(start, int) and isinstance(end, int) and end >= start:
-        return end - start + 1
+        return limits.integer(f"{where}: the frames from start to end", end - start + 1, error=InvalidGraph)
     return 1
 
 
@@ -221,7 +239,8 @@ def _dependencies(raw, where, count):
         target = dep[0]
         statuses = dep[1] if len(dep) == 2 else [int(NodeStatus.DONE)]
         if isinstance(target, dict) and isinstance(target.get("nodeId"), int):
-            target = ("node", target["nodeId"])
+            target = ("node", limits.integer(f"{where}.dependencies[{i}].nodeId", target["nodeId"], 1,
+                                             limits.BIGINT_MAX, InvalidGraph))
         elif not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < count:
             raise InvalidGraph(f"{where}.dependencies[{i}]: {dep[0]!r} is neither an index of 'tasks' nor {{\"nodeId\": id}}")
         if not isinstance(statuses, list) or not statuses or not all(s in _NODE_STATUSES and not isinstance(s, bool) for s in statuses):
@@ -241,20 +260,28 @@ def _refuse_cycles(specs):
         raise InvalidGraph(f"dependency cycle: {names}")
 
 
-def _get(raw, key, kind, default, where):
+def _get(raw, key, kind, default, where, max_chars=limits.TEXT_CHARS):
+    """raw[key] checked to be of `kind` and to fit its column; `default` when absent or null."""
     value = raw.get(key, default)
     if value is None:
         return default
-    if kind in (int, (int, float)) and isinstance(value, bool):
-        raise InvalidGraph(f"{where}.{key} must be a number, not {value!r}")
+    name = f"{where}.{key}"
+    if kind is int:
+        return limits.integer(name, value, error=InvalidGraph)
+    if kind is float:
+        return limits.number(name, value, error=InvalidGraph)
+    if kind is str:
+        return limits.text(name, value, max_chars, error=InvalidGraph)
     if not isinstance(value, kind):
-        wanted = {str: "a string", int: "an integer", list: "a list", dict: "an object"}.get(kind, "a number")
-        raise InvalidGraph(f"{where}.{key} must be {wanted}, not {type(value).__name__}")
+        wanted = {list: "a list", dict: "an object"}[kind]
+        raise InvalidGraph(f"{name} must be {wanted}, not {type(value).__name__}")
     return value
 
 
 def _json_dict(raw, key, where):
-    return _get(raw, key, dict, {}, where)
+    value = _get(raw, key, dict, {}, where)
+    limits.json_text(f"{where}.{key}", value, InvalidGraph)
+    return value
 
 
 def _str_dict(raw, key, where):
@@ -271,7 +298,7 @@ def _packages(raw, key, where):
         value = " ".join(str(v) for v in value)
     if not isinstance(value, str):
         raise InvalidGraph(f"{where}.{key} must be a string or a list of strings")
-    return value
+    return limits.text(f"{where}.{key}", value, error=InvalidGraph)
 
 
 def _timer(raw, where):
@@ -280,4 +307,4 @@ def _timer(raw, where):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidGraph(f"{where}.timer must be a time in seconds since the epoch")
-    return float(value)
+    return limits.number(f"{where}.timer", value, error=InvalidGraph)

@@ -26,10 +26,37 @@ FETCH_ROWS = 10_000
 MAX_STATEMENT = 4 * 1024 * 1024
 
 _DRIVER_ERRORS = (MySQLdb.Error, sqlite3.Error)
+# sqlite3 refuses an int beyond 64 bits with OverflowError, before SQLite sees it.
+_STATEMENT_ERRORS = _DRIVER_ERRORS + (OverflowError,)
+# MySQL errors about a value that mysqlclient reports as OperationalError (the others about
+# data are DataError or IntegrityError): unknown column (a NaN sent as a literal), bad or
+# truncated values.
+_MYSQL_DATA_CODES = {1054, 1264, 1265, 1292, 1366, 1406}
+
+
+def refused_data(exc):
+    """True when `exc` says the statement's data was refused, not the connection lost."""
+    if isinstance(exc, OverflowError):
+        return True
+    if isinstance(exc, MySQLdb.OperationalError):
+        return bool(exc.args) and exc.args[0] in _MYSQL_DATA_CODES
+    # sqlite3's OperationalError: locked, busy, I/O; the other classes name the statement's data.
+    return isinstance(exc, _DRIVER_ERRORS) and not isinstance(exc, sqlite3.OperationalError) \
+        and not isinstance(exc, (MySQLdb.InternalError, MySQLdb.InterfaceError))
 
 
 class StoreError(Exception):
-    """The database failed (unreachable, lost, refused a statement); the message says how."""
+    """The database failed (unreachable, lost, refused a statement); the message says how.
+
+    `refused` is true when the database refused the data itself (a value out of a column's
+    range, too long, NULL where it may not be): the same rows fail again whenever written,
+    while the others can be. Otherwise the failure is the connection's or the moment's (a
+    lost server, a lock) and a later try of the same rows may succeed.
+    """
+
+    def __init__(self, message, refused=False):
+        super().__init__(message)
+        self.refused = refused
 
 
 class DbUrl:
@@ -233,8 +260,9 @@ class Database:
             conn.commit()
         except BaseException as exc:
             self._rollback(conn)
-            if isinstance(exc, _DRIVER_ERRORS):
-                raise StoreError(f"{what} failed on {self.url.safe}: {exc}") from exc
+            if isinstance(exc, _STATEMENT_ERRORS):
+                raise StoreError(f"{what} failed on {self.url.safe}: {exc}",
+                                 refused=refused_data(exc)) from exc
             raise
 
     def _rollback(self, conn):

@@ -49,10 +49,39 @@ class Store:
         return _rows.snapshot(farm, dirty)
 
     def write(self, rows):
-        """Outside the farm lock: write a snapshot in one transaction. Raises StoreError; the
-        caller keeps the dirty set and tries again later (a fresh connection is used then)."""
+        """Outside the farm lock: write a snapshot in one transaction.
+
+        Returns the rows the database refused, as (kind, key, reason), when it refused some:
+        the snapshot is then written again in parts until only those are left out, so that one
+        bad row never holds the others back. Raises StoreError when the database cannot be
+        reached; the caller keeps the dirty set and tries again later (on a fresh connection).
+        """
         with self._lock:
-            self._writer.write(rows)
+            try:
+                self._writer.write(rows)
+                return []
+            except StoreError as exc:
+                if not exc.refused:
+                    raise
+            refused = []
+            self._isolate(self._writer.units(rows), refused)
+            return refused
+
+    def _isolate(self, units, refused):
+        """Write `units`, halving them where the database refuses, down to single rows: about
+        two passes over the rows plus a few transactions per refused one."""
+        try:
+            self._writer.write_units(units)
+        except StoreError as exc:
+            if not exc.refused:
+                raise
+            if len(units) == 1:
+                kind, key, _ = units[0]
+                refused.append((kind, key, str(exc)))
+                return
+            half = len(units) // 2
+            self._isolate(units[:half], refused)
+            self._isolate(units[half:], refused)
 
     # -- archive ---------------------------------------------------------------------------------
     def archived_node(self, node_id):

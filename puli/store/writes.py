@@ -67,6 +67,53 @@ class Writer:
                 _archive_jobs(cur, ids)
             cur.executemany(self.upsert_meta, rows.meta)
 
+    def units(self, rows):
+        """The same flush cut into units of one row each (a pool with its members, an archived
+        job with its marks), as (kind, key, statements): what a flush the database refused is
+        written again in, to find the rows at fault. `kind` names the farm's dirty set."""
+        members = {}
+        for pool_id, name in rows.members:
+            members.setdefault(pool_id, []).append((pool_id, name))
+        units = [("commands", row[0], [(self.upsert_commands, row)])
+                 for row in _with_stats_text(sorted(rows.commands))]
+        units += [("nodes", row[0], [(self.upsert_nodes, row)]) for row in sorted(rows.nodes)]
+        units += [("render_nodes", row[0], [(self.upsert_render_nodes, row)]) for row in rows.render_nodes]
+        units += [("pools", row[0], [(self.upsert_pools, row), (_DELETE_MEMBERS, (row[0],)),
+                                     *((self.insert_members, m) for m in members.get(row[0], ()))])
+                  for row in rows.pools]
+        units += [("shares", row[0], [(self.upsert_shares, row)]) for row in rows.shares]
+        units += [("licenses", row[0], [(self.upsert_licenses, row)]) for row in rows.licenses]
+        units += [("removed_licenses", name, [(_DELETE_LICENSE, (name,))]) for name in rows.removed_licenses]
+        units += [("archived_jobs", job_id, [(_archive_jobs, [job_id])]) for job_id in rows.archived_jobs]
+        units += [("meta", row[0], [(self.upsert_meta, row)]) for row in rows.meta]
+        return units
+
+    def write_units(self, units):
+        """Some units of a flush in one transaction; consecutive rows of a table go together."""
+        with self.db.transaction(what="writing changes") as cur:
+            sql, batch = None, []
+            for _, _, statements in units:
+                for statement, params in statements:
+                    if statement is not sql:
+                        _run(cur, sql, batch)
+                        sql, batch = statement, []
+                    batch.append(params)
+            _run(cur, sql, batch)
+
+
+_DELETE_MEMBERS = "DELETE FROM pool_members WHERE pool_id = %s"
+_DELETE_LICENSE = "DELETE FROM licenses WHERE name = %s"
+
+
+def _run(cur, statement, batch):
+    if not batch:
+        return
+    if callable(statement):
+        for params in batch:
+            statement(cur, params)
+    else:
+        cur.executemany(statement, batch)
+
 
 def _archive_jobs(cur, job_ids):
     marks = _marks(job_ids)

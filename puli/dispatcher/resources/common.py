@@ -1,9 +1,13 @@
 """What every resource shares: reading a JSON body, checking its fields, paging, request limits."""
+import functools
+import json
+import math
 import re
 import time
 from itertools import islice
 
 import falcon
+import falcon.media
 
 from ...model import actions
 from ...model.errors import InvalidValue
@@ -21,6 +25,32 @@ _KINDS = {
     dict: "an object",
     list: "a list",
 }
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number any database keeps")
+
+
+def _finite(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond the range of a number")
+    return value
+
+
+def _loads(text):
+    """JSON as the dispatcher accepts it: no NaN nor Infinity (standard JSON has neither, and
+    no column holds them), no number that overflows a double, no endless nesting."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("the body is nested too deeply") from None
+
+
+def json_handler():
+    """The media handler of every body: strict JSON in, standard JSON out."""
+    return falcon.media.JSONHandler(
+        loads=_loads, dumps=functools.partial(json.dumps, ensure_ascii=False, allow_nan=False))
 
 
 def read_body(req, required=True):

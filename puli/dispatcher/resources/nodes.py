@@ -102,11 +102,11 @@ class Children:
         }
 
 
-def _changed(node, changed):
-    """Under the lock: the answer of an operation that changed `changed` commands."""
+def _changed(node, changes):
+    """Under the lock: the answer of an operation (its actions.Changes)."""
     status = int(node.status)
-    return {"id": node.id, "changed": changed, "status": status,
-            "statusName": views.NODE_STATUS_NAMES[status]}
+    return {"id": node.id, "changed": changes.changed, "status": status,
+            "statusName": views.NODE_STATUS_NAMES[status], **views.left_alone(changes.left_alone)}
 
 
 class Status:
@@ -115,7 +115,7 @@ class Status:
 
     def on_put(self, req, resp, id):
         """Restart (1), force DONE (3) or cancel (5) a subtree; ?cmdStatus= retries only
-        commands in those statuses."""
+        commands in those statuses. A restart leaves running commands alone and says which."""
         body = read_body(req)
         status = field(body, "status", int)
         cascade = field(body, "cascade", bool, True)
@@ -124,9 +124,9 @@ class Status:
         now = service.now()
         with service.lock:
             node = job_node(service.farm, id)
-            changed = actions.set_node_status(service.farm, node, status, now, cascade=cascade,
+            changes = actions.set_node_status(service.farm, node, status, now, cascade=cascade,
                                               command_statuses=cmd_statuses or None)
-            media = _changed(node, changed)
+            media = _changed(node, changes)
         service.changed()
         resp.media = media
 

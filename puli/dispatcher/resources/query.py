@@ -399,8 +399,8 @@ def _edit_status(req):
 
     def apply(farm, job, now):
         if int(job.status) == value:
-            return False
-        return actions.set_node_status(farm, job, value, now) > 0   # e.g. cancelling a DONE job changes nothing
+            return actions.Changes()
+        return actions.set_node_status(farm, job, value, now)  # cancelling a DONE job changes nothing
     return apply
 
 
@@ -410,9 +410,9 @@ def _edit_maxrn(req):
 
     def apply(farm, job, now):
         if actions.max_rn_of(job) == wanted:
-            return False
+            return actions.Changes()
         actions.set_max_rn(farm, job, value)
-        return True
+        return actions.Changes(1)
     return apply
 
 
@@ -421,9 +421,9 @@ def _edit_prio(req):
 
     def apply(farm, job, now):
         if job.dispatch_key == value:
-            return False
+            return actions.Changes()
         actions.set_attribute(farm, job, "dispatch_key", value)
-        return True
+        return actions.Changes(1)
     return apply
 
 
@@ -431,9 +431,9 @@ def _edit_pause(paused):
     def parse(req):
         def apply(farm, job, now):
             if job.paused == paused:
-                return False
+                return actions.Changes()
             actions.pause(farm, job, paused, now)
-            return True
+            return actions.Changes(1)
         return apply
     return parse
 
@@ -448,7 +448,8 @@ EDITS = {
 
 
 class Edit:
-    """PUT /edit/...?constraint_...: apply one edit to every filtered job."""
+    """PUT /edit/...?constraint_...: apply one edit to every filtered job; a restart says which
+    running commands it left alone."""
 
     def __init__(self, service, parse):
         self.service = service
@@ -470,7 +471,13 @@ class Edit:
             jobs = farm.root.children
             total = len(jobs)
             picked = _matching(jobs, preds)
-            edited = [j.id for j in picked if apply(farm, j, now)]
+            edited, left_alone = [], []
+            for job in picked:
+                changes = apply(farm, job, now)
+                if changes.changed:
+                    edited.append(job.id)
+                left_alone += changes.left_alone
+            left = views.left_alone(left_alone)
         service.changed()
         resp.media = {
             "summary": {
@@ -479,6 +486,7 @@ class Edit:
                 "totalInDispatcher": total,
                 "requestTime": time.perf_counter() - started,
                 "requestDate": time.ctime(),
+                **left,
             },
             "editedJobs": edited,
         }

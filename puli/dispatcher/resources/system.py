@@ -74,7 +74,10 @@ class System:
                 "runningCommands": counts[CommandStatus.ASSIGNED] + counts[CommandStatus.RUNNING],
                 "renderNodes": {"total": len(farm.render_nodes), "alive": alive},
                 "db": {"enabled": service.store is not None, "ok": service.db_error is None,
-                       "error": service.db_error, "pendingWrites": service.pending_writes()},
+                       "error": service.db_error, "pendingWrites": service.pending_writes(),
+                       "refused": len(service.held), "refusedRows": service.held_rows()},
+                "degraded": bool(service.problems()),
+                "problems": service.problems(),
                 "dispatch": dict(service.last_pass),
                 "summary": service.summary(),
             }
@@ -82,13 +85,16 @@ class System:
 
 
 class Health:
-    """A trivial JSON answer, without the farm lock: for load balancers and probes."""
+    """A small JSON answer, without the farm lock: for load balancers and probes. It stays
+    200 while degraded (the database down, rows it refused): the API still serves."""
 
     def __init__(self, service):
         self.service = service
 
     def on_get(self, req, resp):
-        resp.media = {"ok": True, "ready": self.service.ready}
+        problems = self.service.problems()
+        resp.media = {"ok": True, "ready": self.service.ready,
+                      "status": "degraded" if problems else "ok", "problems": problems}
 
 
 class OpenAPI:
