@@ -193,13 +193,13 @@ def png_is_not_blank(path):
     return len(set(raw)) > 16
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("PULI_TEST_ALL"),
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("REQUIRE_ALL_TESTS"),
                     reason="chromium is not installed (apt-get install chromium; scripts/test does)")
 @pytest.mark.parametrize("path,name", [("/reports/usage.html", "pulistats-report.png"),
                                        ("/reports/view?window=1h&value=runningCommands&group=prod&kind=line",
                                         "pulistats-viewer.png")])
 def test_chromium_screenshot_is_not_blank(farm, path, name):
-    assert CHROMIUM, "PULI_TEST_ALL=1 (scripts/test) but chromium is not installed"
+    assert CHROMIUM, "REQUIRE_ALL_TESTS=1 (scripts/test) but chromium is not installed"
     shot = farm.base / name
     profile = tempfile.mkdtemp(prefix="puli-chromium-")
     try:
