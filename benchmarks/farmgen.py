@@ -1,7 +1,7 @@
 """Synthetic farms for the benchmarks: N render nodes in a few pools, jobs of frame commands."""
 import random
 
-from puli.model import actions
+from puli.model import worker_protocol
 from puli.model.build import build_job
 from puli.model.farm import Farm
 from puli.model.graph import parse_graph
@@ -13,7 +13,7 @@ def make_farm(nodes=5000, jobs=10000, commands_per_job=100, pools=5, cores=8, se
     farm = Farm()
     pool_names = [f"pool{i}" for i in range(pools)]
     for i in range(nodes):
-        actions.register(farm, f"rn{i:05d}:8000",
+        worker_protocol.register(farm, f"rn{i:05d}:8000",
                          {"cores": cores, "ram": 65536, "speed": 3.0,
                           "caracteristics": {"os": "linux", "softs": ["blender"]},
                           "pools": [pool_names[i % pools]]}, [], now)

@@ -26,7 +26,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from puli.model import actions  # noqa: E402
-from puli.model.farm import Farm, new_command  # noqa: E402
+from puli.model.farm import Farm  # noqa: E402
+from puli.model.jobs import new_command  # noqa: E402
 from puli.model.jobs import Task, TaskGroup  # noqa: E402
 from puli.model.status import CommandStatus as CS  # noqa: E402
 from puli.store import open_store  # noqa: E402
@@ -78,7 +79,7 @@ def populate(store, args, rng):
     rns = []
     for i in range(args.render_nodes):
         name = f"rn{i:05d}:8000"
-        actions.register(farm, name, {"cores": 8, "ram": 32000, "speed": 3.0,
+        worker_protocol.register(farm, name, {"cores": 8, "ram": 32000, "speed": 3.0,
                                       "caracteristics": {"os": "linux", "softs": ["maya", "nuke"]},
                                       "pools": [f"pool{i % POOLS}"]}, [], NOW)
         rns.append(farm.render_nodes[name])

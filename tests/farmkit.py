@@ -1,5 +1,6 @@
 """Small hand-built farms for model and scheduler tests."""
-from puli.model import actions
+from puli.model import worker_protocol
+from puli.model.outbox import Assign
 from puli.model.build import build_job
 from puli.model.farm import Farm
 from puli.model.graph import parse_graph
@@ -11,7 +12,7 @@ def make_farm(**kw):
 
 
 def add_rn(farm, name, cores=4, ram=16000, pools=(), now=0.0, **caracteristics):
-    actions.register(farm, name, {"cores": cores, "ram": ram, "speed": 3.0,
+    worker_protocol.register(farm, name, {"cores": cores, "ram": ram, "speed": 3.0,
                                   "caracteristics": caracteristics, "pools": list(pools)}, [], now)
     return farm.render_nodes[name.lower()]
 
@@ -41,9 +42,9 @@ def submit(farm, *tasks, now=0.0, group=False, **graph):
 
 def run_pass(farm, now=0.0):
     dispatch(farm, now)
-    return [(m[1].name, m[2]) for m in farm.take_outbox() if m[0] == "assign"]
+    return [(m.render_node.name, m.command) for m in farm.take_outbox() if isinstance(m, Assign)]
 
 
 def report(farm, cmd, status, now=0.0, **extra):
-    return actions.command_update(farm, cmd.render_node.name, cmd.id,
+    return worker_protocol.command_update(farm, cmd.render_node.name, cmd.id,
                                   {"assignment": cmd.assignment, "status": int(status), **extra}, now)

@@ -1,5 +1,6 @@
 import pytest
 
+from puli.model.outbox import Stop
 from puli.model.status import CommandStatus as CS
 from test_api_support import Api, assert_error, task
 
@@ -51,5 +52,5 @@ def test_cancel_of_a_running_command_tells_its_worker(api):
     (cmd_id, (rn, assignment)), = api.dispatch().items()
     api.report(rn, cmd_id, assignment, CS.RUNNING)
     api.put(f"/commands/{cmd_id}", {"status": 8})
-    stops = [m for m in api.farm.take_outbox() if m[0] == "stop"]
-    assert [(m[1].name, m[2], m[3]) for m in stops] == [(rn, cmd_id, assignment)]
+    stops = [m for m in api.farm.take_outbox() if isinstance(m, Stop)]
+    assert [(m.render_node.name, m.command_id, m.assignment) for m in stops] == [(rn, cmd_id, assignment)]

@@ -1,5 +1,6 @@
 import pytest
 
+from puli.model.outbox import Stop
 from puli.model.status import CommandStatus as CS
 from test_api_support import Api, assert_error, task
 
@@ -93,8 +94,8 @@ def test_cancel_through_status_cancels_every_unfinished_command(api):
     result = api.put(f"/nodes/{job}/status", {"status": 5})
     assert result.status_code == 200
     assert result.json["changed"] == 4 and result.json["statusName"] == "CANCELED"
-    stops = [m for m in api.farm.take_outbox() if m[0] == "stop"]
-    assert sorted(m[2] for m in stops) == sorted(sent)
+    stops = [m for m in api.farm.take_outbox() if isinstance(m, Stop)]
+    assert sorted(m.command_id for m in stops) == sorted(sent)
 
 
 def test_restart_requeues_every_command_and_resets_completion(api):
@@ -157,7 +158,7 @@ def test_pause_kill_requeues_running_commands_and_pauses(api):
     assert result.status_code == 200 and result.json["paused"] is True
     for cmd_id in sent:
         assert api.command(cmd_id)["statusName"] == "READY"
-    assert {m[2] for m in api.farm.take_outbox() if m[0] == "stop"} == set(sent)
+    assert {m.command_id for m in api.farm.take_outbox() if isinstance(m, Stop)} == set(sent)
     assert api.dispatch() == {}
 
 

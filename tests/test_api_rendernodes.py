@@ -1,5 +1,6 @@
 import pytest
 
+from puli.model.outbox import Stop
 from puli.model.status import CommandStatus as CS
 from test_api_support import Api, assert_error, task
 
@@ -51,7 +52,7 @@ def test_reset_requeues_what_the_node_runs(api):
     api.report(rn, cmd_id, assignment, CS.RUNNING)
     assert api.put("/rendernodes/a:8000/reset").json == {"name": "a:8000", "requeued": [cmd_id]}
     assert api.command(cmd_id)["statusName"] == "READY"
-    assert [m[0] for m in api.farm.take_outbox()] == ["stop"]
+    assert [type(m) for m in api.farm.take_outbox()] == [Stop]
 
 
 def test_quarantine_keeps_work_away_until_released(api):

@@ -3,11 +3,17 @@
 The service's threads are never started: tests run dispatch passes themselves and read the
 farm's outbox, with a clock they move by hand.
 """
+import shutil
+import tempfile
+import weakref
+
 from falcon import testing
 
 from puli.dispatcher.app import create_app
 from puli.dispatcher.service import Service
+from puli.dispatcher.settings import load_settings
 from puli.model.farm import Farm
+from puli.model.outbox import Assign
 from puli.scheduler.dispatch import dispatch
 
 
@@ -32,6 +38,11 @@ def graph(*tasks, name="job", **extra):
 
 class Api:
     def __init__(self, settings=None, store=None):
+        """`settings`: the defaults with a data directory of its own, unless given."""
+        if settings is None:
+            data_dir = tempfile.mkdtemp(prefix="puli-api-")
+            weakref.finalize(self, shutil.rmtree, data_dir, ignore_errors=True)
+            settings = load_settings(data_dir=data_dir)
         self.clock = 1_000_000.0
         self.service = Service(Farm(), store=store, settings=settings, clock=lambda: self.clock)
         self.farm = self.service.farm
@@ -67,7 +78,8 @@ class Api:
     def dispatch(self):
         """One dispatch pass: {command id: (render node name, assignment)} of the new assignments."""
         dispatch(self.farm, self.clock)
-        return {m[2].id: (m[1].name, m[3]) for m in self.farm.take_outbox() if m[0] == "assign"}
+        return {m.command.id: (m.render_node.name, m.assignment) for m in self.farm.take_outbox()
+                if isinstance(m, Assign)}
 
     def report(self, rn, cmd_id, assignment, status=None, **extra):
         body = {"assignment": assignment, **extra}

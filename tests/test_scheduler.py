@@ -1,7 +1,8 @@
 """Dispatch rules over small hand-built farms (pure model, no HTTP, no database)."""
 import pytest
 
-from puli.model import actions
+from puli.model.outbox import Stop
+from puli.model import job_operations, render_node_admin, worker_protocol
 from puli.model.errors import Conflict, InvalidGraph, StaleAssignment
 from puli.model.status import CommandStatus as CS, NodeStatus as NS, RenderNodeStatus as RS
 from farmkit import add_rn, make_farm, report, run_pass, submit, task
@@ -96,10 +97,10 @@ def test_default_command_takes_every_free_core_and_zero_takes_the_whole_node():
 def test_ram_must_fit_what_the_node_reports_free():
     farm = make_farm()
     rn = add_rn(farm, "n:8000", cores=8, ram=32000)
-    actions.heartbeat(farm, "n:8000", {"systemFreeRam": 3000}, 0.0)
+    worker_protocol.heartbeat(farm, "n:8000", {"systemFreeRam": 3000}, 0.0)
     submit(farm, task("t", frames=(1, 1), ramUse=4000))
     assert run_pass(farm) == []
-    actions.heartbeat(farm, "n:8000", {"systemFreeRam": 5000}, 0.0)
+    worker_protocol.heartbeat(farm, "n:8000", {"systemFreeRam": 5000}, 0.0)
     assert len(run_pass(farm)) == 1
 
 
@@ -122,7 +123,7 @@ def test_pools_keep_jobs_on_their_nodes_and_a_node_may_be_in_several():
     assert farm.render_nodes["a:8000"].pools[0].name == "default"
     other = submit(farm, task("d", frames=(1, 5)))
     assert [rn for rn, _ in run_pass(farm)] == ["b:8000"]
-    actions.set_pool(farm, other, "gpu")
+    job_operations.set_pool(farm, other, "gpu")
     assert other.share.pool.name == "gpu"
 
 
@@ -254,7 +255,7 @@ def test_node_failing_several_jobs_is_quarantined_until_cleared():
         report(farm, cmd, CS.ERROR)
     assert rn.quarantined
     assert run_pass(farm) == []
-    actions.set_quarantine(farm, rn, False)
+    render_node_admin.set_quarantine(farm, rn, False)
     assert len(run_pass(farm)) == 1
 
 
@@ -281,9 +282,9 @@ def test_a_timed_out_assignment_is_over_and_its_late_reports_are_refused():
     # The node comes back and reports the run it lost (its watcher died with the host).
     for status in (CS.RUNNING, CS.ERROR):
         with pytest.raises(StaleAssignment):
-            actions.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(status)}, 32.0)
+            worker_protocol.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(status)}, 32.0)
     assert cmd.status == CS.TIMEOUT and cmd.attempt == 1 and rn.alive and rn.free_cores == 1
-    stop = actions.register(farm, "n:8000", {"cores": 1, "ram": 16000},
+    stop = worker_protocol.register(farm, "n:8000", {"cores": 1, "ram": 16000},
                             [{"id": cmd.id, "assignment": old, "status": int(CS.ERROR)}], 33.0)
     assert stop == [cmd.id] and cmd.status == CS.TIMEOUT and cmd.attempt == 1
 
@@ -305,10 +306,10 @@ def test_cancel_of_assigned_command_sticks_and_late_report_is_refused():
     job = submit(farm, task("t"))
     (_, cmd), = run_pass(farm)
     old = cmd.assignment
-    actions.cancel(farm, job, 1.0)
-    assert ("stop", farm.render_nodes["n:8000"], cmd.id, old) in farm.take_outbox()
+    job_operations.cancel(farm, job, 1.0)
+    assert Stop(farm.render_nodes["n:8000"], cmd.id, old) in farm.take_outbox()
     with pytest.raises(StaleAssignment):
-        actions.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(CS.RUNNING)}, 2.0)
+        worker_protocol.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(CS.RUNNING)}, 2.0)
     assert cmd.status == CS.CANCELED and job.status == NS.CANCELED
 
 
@@ -319,11 +320,11 @@ def test_report_from_a_previous_run_is_refused_after_restart():
     (_, cmd), = run_pass(farm)
     old = cmd.assignment
     report(farm, cmd, CS.ERROR)
-    actions.restart(farm, job, 1.0)
+    job_operations.restart(farm, job, 1.0)
     (_, again), = run_pass(farm)
     assert again is cmd and cmd.assignment != old
     with pytest.raises(StaleAssignment):
-        actions.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(CS.DONE)}, 2.0)
+        worker_protocol.command_update(farm, "n:8000", cmd.id, {"assignment": old, "status": int(CS.DONE)}, 2.0)
     assert cmd.status == CS.ASSIGNED
 
 
@@ -336,16 +337,16 @@ def test_a_restart_leaves_what_runs_alone_and_says_so():
     report(farm, done, CS.DONE)
     farm.take_outbox()
     assignment = running.assignment
-    for restart in (lambda: actions.restart(farm, job, 5.0),
-                    lambda: actions.set_node_status(farm, job, 1, 5.0),
-                    lambda: actions.retry(farm, job, 5.0, frozenset({CS.RUNNING, CS.DONE}))):
+    for restart in (lambda: job_operations.restart(farm, job, 5.0),
+                    lambda: job_operations.set_node_status(farm, job, 1, 5.0),
+                    lambda: job_operations.retry(farm, job, 5.0, frozenset({CS.RUNNING, CS.DONE}))):
         changes = restart()
         assert changes.left_alone == [running]
         assert running.status == CS.RUNNING and running.assignment == assignment and running.attempt == 0
         assert done.status == CS.READY
-        assert not [m for m in farm.take_outbox() if m[0] == "stop"], "a restart stopped a running command"
+        assert not [m for m in farm.take_outbox() if isinstance(m, Stop)], "a restart stopped a running command"
     with pytest.raises(Conflict):
-        actions.set_command_status(farm, running, CS.READY, 6.0)
+        job_operations.set_command_status(farm, running, CS.READY, 6.0)
     assert running.status == CS.RUNNING and running.assignment == assignment
 
 
@@ -354,7 +355,7 @@ def test_reregistration_keeps_what_the_worker_still_runs_and_requeues_the_rest()
     add_rn(farm, "n:8000", cores=2)
     submit(farm, task("t", frames=(1, 2), maxNbCores=1))
     (_, a), (_, b) = run_pass(farm)
-    stop = actions.register(farm, "n:8000", {"cores": 2, "ram": 16000},
+    stop = worker_protocol.register(farm, "n:8000", {"cores": 2, "ram": 16000},
                             [{"id": a.id, "assignment": a.assignment, "status": int(CS.RUNNING)},
                              {"id": 999, "assignment": 5, "status": int(CS.RUNNING)}], 5.0)
     assert stop == [999]
@@ -366,13 +367,13 @@ def test_pause_holds_new_work_and_pause_kill_requeues_running():
     farm = make_farm()
     add_rn(farm, "n:8000", cores=2)
     job = submit(farm, task("t", frames=(1, 4), maxNbCores=1))
-    actions.pause(farm, job, True, 0.0)
+    job_operations.pause(farm, job, True, 0.0)
     assert run_pass(farm) == [] and job.status == NS.PAUSED
-    actions.pause(farm, job, False, 0.0)
+    job_operations.pause(farm, job, False, 0.0)
     assert len(run_pass(farm)) == 2
-    actions.pause(farm, job, True, 1.0, kill=True)
+    job_operations.pause(farm, job, True, 1.0, kill=True)
     assert job.active_count == 0 and job.status == NS.PAUSED
-    assert sum(1 for m in farm.take_outbox() if m[0] == "stop") == 2
+    assert sum(1 for m in farm.take_outbox() if isinstance(m, Stop)) == 2
 
 
 def test_restart_cascades_to_dependents():
@@ -384,7 +385,7 @@ def test_restart_cascades_to_dependents():
         (_, cmd), = run_pass(farm)
         report(farm, cmd, CS.DONE)
     assert job.status == NS.DONE
-    actions.restart(farm, a, 10.0)
+    job_operations.restart(farm, a, 10.0)
     assert a.status == NS.READY and b.status == NS.BLOCKED and job.completion == 0.0
 
 
@@ -396,7 +397,7 @@ def test_retry_errors_only_leaves_done_commands_alone():
     report(farm, a, CS.DONE)
     (_, b), = run_pass(farm)
     report(farm, b, CS.ERROR)
-    assert actions.retry(farm, job, 5.0).changed == 1
+    assert job_operations.retry(farm, job, 5.0).changed == 1
     assert a.status == CS.DONE and b.status == CS.READY
 
 
@@ -404,9 +405,9 @@ def test_one_canceled_frame_does_not_hide_the_rest_of_the_task():
     farm = make_farm()
     add_rn(farm, "n:8000", cores=1)
     job = submit(farm, task("t", frames=(1, 3)))
-    actions.set_command_status(farm, job.commands[0], CS.CANCELED, 0.0)
+    job_operations.set_command_status(farm, job.commands[0], CS.CANCELED, 0.0)
     assert job.status == NS.READY
-    actions.force_done(farm, job, 1.0)
+    job_operations.force_done(farm, job, 1.0)
     assert job.status == NS.DONE and job.completion == 1.0
 
 
@@ -415,7 +416,7 @@ def test_paused_render_node_gets_nothing_and_stays_paused_after_its_command():
     rn = add_rn(farm, "n:8000", cores=2)
     submit(farm, task("t", frames=(1, 3), maxNbCores=1))
     (_, cmd), _ = run_pass(farm)
-    actions.set_render_node_paused(farm, rn, True)
+    render_node_admin.set_render_node_paused(farm, rn, True)
     report(farm, cmd, CS.DONE)
     assert rn.status == RS.PAUSED and run_pass(farm) == []
 
@@ -438,7 +439,7 @@ def test_tasks_are_tried_in_submission_order_even_after_a_requeue():
     (_, cmd), = run_pass(farm)
     assert cmd.task.name == "first"
     report(farm, cmd, CS.ERROR)
-    actions.retry(farm, job, 1.0)       # "first" is ready again, after "second" joined the queue
+    job_operations.retry(farm, job, 1.0)       # "first" is ready again, after "second" joined the queue
     (_, cmd), = run_pass(farm)
     assert cmd.task.name == "first"
 
@@ -459,9 +460,9 @@ def test_node_that_refused_an_assignment_gets_nothing_until_heard_from_but_still
     submit(farm, task("t", frames=(1, 3), maxNbCores=1))
     (_, running), (_, refused) = run_pass(farm)
     farm.requeue(refused, 1.0)
-    actions.unreachable(farm, rn)
+    worker_protocol.unreachable(farm, rn)
     assert run_pass(farm) == []
     farm.check_liveness(31.0)
     assert running.status == CS.TIMEOUT
-    actions.heartbeat(farm, "n:8000", {}, 32.0)
+    worker_protocol.heartbeat(farm, "n:8000", {}, 32.0)
     assert len(run_pass(farm, now=32.0)) == 2

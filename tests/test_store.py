@@ -9,7 +9,7 @@ import MySQLdb
 import pytest
 
 from farmkit import add_rn, report, run_pass, task
-from puli.model import actions
+from puli.model import job_operations, pool_admin, render_node_admin
 from puli.model.build import build_job
 from puli.model.farm import Farm
 from puli.model.graph import parse_graph
@@ -144,8 +144,8 @@ def assert_same(a, b):
 def busy_farm(store, now=0.0):
     """A farm with a bit of everything, saved as the dispatcher saves it."""
     farm = Farm(**FARM)
-    actions.set_license(farm, "nuke", 2)
-    actions.set_license(farm, "arnold", 2)
+    pool_admin.set_license(farm, "nuke", 2)
+    pool_admin.set_license(farm, "arnold", 2)
     add_rn(farm, "a:8000", cores=8, pools=["lin", "gpu"], gpu=True)
     add_rn(farm, "b:8000", cores=4, pools=["lin"])
     add_rn(farm, "c:8000", cores=4, pools=["lin"])
@@ -177,18 +177,18 @@ def busy_farm(store, now=0.0):
         report(farm, cmd, CS.RUNNING, now=now + 4)
         report(farm, cmd, CS.DONE, now=now + 5)
     assert e.status == NS.READY
-    actions.archive_finished(farm, now + 6, 0)          # d is DONE: out of memory
+    farm.archive_finished(now + 6, 0)          # d is DONE: out of memory
     assert d.archived and d.id not in farm.nodes
-    actions.set_command_status(farm, c.children[0].commands[1], CS.CANCELED, now + 7)
-    actions.set_quarantine(farm, farm.render_nodes["c:8000"], True)
-    actions.set_render_node_paused(farm, farm.render_nodes["d:8000"], True)
-    actions.set_pool_members(farm, farm.pools["gpu"], ["a:8000", "b:8000"])
-    actions.set_attribute(farm, c, "dispatch_key", 4.5)
-    actions.set_attribute(farm, a.children[1], "priority", 7)
-    actions.set_max_rn(farm, a.children[1], 1)
-    actions.set_max_rn(farm, a, 5)
-    actions.set_pool(farm, c, "lin", max_rn=2)
-    actions.create_pool(farm, "empty")
+    job_operations.set_command_status(farm, c.children[0].commands[1], CS.CANCELED, now + 7)
+    render_node_admin.set_quarantine(farm, farm.render_nodes["c:8000"], True)
+    render_node_admin.set_render_node_paused(farm, farm.render_nodes["d:8000"], True)
+    pool_admin.set_pool_members(farm, farm.pools["gpu"], ["a:8000", "b:8000"])
+    job_operations.set_attribute(farm, c, "dispatch_key", 4.5)
+    job_operations.set_attribute(farm, a.children[1], "priority", 7)
+    job_operations.set_max_rn(farm, a.children[1], 1)
+    job_operations.set_max_rn(farm, a, 5)
+    job_operations.set_pool(farm, c, "lin", max_rn=2)
+    pool_admin.create_pool(farm, "empty")
     flush(farm, store)
     return farm, dict(a=a, b=b, c=c, d=d, e=e, running=render[0], failed=render[1])
 
@@ -268,7 +268,7 @@ def test_changes_after_a_restore_are_saved(db_url, store):
     restored, store2 = restart(db_url, 100.0)
     running = restored.commands[jobs["running"].id]
     report(restored, running, CS.DONE, now=101.0)
-    actions.pause(restored, restored.nodes[jobs["c"].id], False, 102.0)
+    job_operations.pause(restored, restored.nodes[jobs["c"].id], False, 102.0)
     run_pass(restored, 103.0)
     flush(restored, store2)
     store2.close()
@@ -312,7 +312,7 @@ def test_removed_render_node_keeps_its_name_on_finished_commands(db_url, store):
     submit(farm, store, task("t", frames=(1, 1)))
     (_, cmd), = run_pass(farm, 1.0)
     report(farm, cmd, CS.DONE, now=2.0)
-    actions.remove_render_node(farm, rn, 3.0)
+    render_node_admin.remove_render_node(farm, rn, 3.0)
     flush(farm, store)
     restored, store2 = restart(db_url, 10.0)
     assert "old:8000" not in restored.render_nodes
@@ -330,13 +330,13 @@ def test_removed_render_node_keeps_its_name_on_finished_commands(db_url, store):
 
 def test_licenses_and_pools_removed(db_url, store):
     farm = Farm(**FARM)
-    actions.set_license(farm, "keep", 3)
-    actions.set_license(farm, "drop", 1)
+    pool_admin.set_license(farm, "keep", 3)
+    pool_admin.set_license(farm, "drop", 1)
     add_rn(farm, "a:8000", pools=["tmp", "stay"])
     flush(farm, store)
     farm.licenses.pop("drop")
     farm.dirty.removed_licenses.add("drop")
-    actions.delete_pool(farm, farm.pools["tmp"])
+    pool_admin.delete_pool(farm, farm.pools["tmp"])
     flush(farm, store)
     restored, store2 = restart(db_url, 5.0)
     assert set(restored.licenses) == {"keep"} and restored.licenses["keep"].maximum == 3
@@ -379,7 +379,7 @@ def test_archived_group_counts_its_subtree(db_url, store):
     for _, cmd in run_pass(farm, 1.0):
         report(farm, cmd, CS.DONE, now=2.0)
     assert job.status == NS.DONE
-    actions.archive_finished(farm, 3.0, 0)
+    farm.archive_finished(3.0, 0)
     flush(farm, store)
     node = store.archived_node(job.id)
     assert node["type"] == "TaskGroup" and node["counts"][CS.DONE] == 5
@@ -398,7 +398,7 @@ def test_ids_are_never_reused(db_url, store):
     for _, cmd in run_pass(farm, 1.0):
         if cmd.task is last:
             report(farm, cmd, CS.DONE, now=2.0)
-    actions.archive_finished(farm, 3.0, 0)
+    farm.archive_finished(3.0, 0)
     assert last.archived
     # Ids handed out to a submission that never committed are gone too.
     lost = build_job(farm, parse_graph({"root": 0, "tasks": [task("lost", frames=(1, 5))]}), 4.0)
@@ -486,7 +486,7 @@ def test_sqlite_write_fails_while_locked_then_recovers(tmp_path):
         store.insert_job(build_job(farm, parse_graph({"root": 0, "tasks": [task("u", frames=(1, 2))]}), 1.5))
     other.execute("ROLLBACK")
     other.close()
-    actions.set_attribute(farm, farm.root.children[0], "priority", 9)   # more changes meanwhile
+    job_operations.set_attribute(farm, farm.root.children[0], "priority", 9)   # more changes meanwhile
     _flush_like_the_service(farm, store)
     store.close()
     restored, store2 = restart(url, 5.0)

@@ -3,16 +3,16 @@ import falcon
 
 from . import errors
 from .resources import (commands, common, graphs, licenses, nodes, pools, query, rendernodes,
-                        reports, stats_history, system, tasks, workers_api)
+                        reports, stats_history, system, tasks, worker_protocol)
 from .sampler import RequestCounter
 
-AREAS = (graphs, nodes, tasks, commands, rendernodes, workers_api, pools, licenses, query, system,
+AREAS = (graphs, nodes, tasks, commands, rendernodes, worker_protocol, pools, licenses, query, system,
          stats_history, reports)
 
 
 def create_app(service):
     """The WSGI app serving `service` (a puli.dispatcher.service.Service)."""
-    max_bytes = getattr(service.settings, "max_request_bytes", None) or common.DEFAULT_MAX_REQUEST_BYTES
+    max_bytes = service.settings.max_request_bytes
     app = falcon.App(middleware=[common.RequestLimits(max_bytes),
                                      RequestCounter.of(service)])   # pulistats: requests by kind
     app.req_options.strip_url_path_trailing_slash = True

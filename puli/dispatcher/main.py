@@ -40,7 +40,7 @@ class DispatcherApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from .wsgi import build, setup_logging
+        from .bootstrap import build, setup_logging
         setup_logging(self.settings)
         self.service, app = build(self.settings)
         return app

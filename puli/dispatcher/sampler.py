@@ -236,7 +236,7 @@ class Sampler:
     def __init__(self, service, interval=None, source=None):
         self.service = service
         settings = service.settings
-        self.interval = interval or getattr(settings, "stats_interval", 60.0)
+        self.interval = interval or settings.stats_interval
         if source is None:
             source = StatsStore(service.store) if service.store is not None else MemoryStats()
         self.source = source

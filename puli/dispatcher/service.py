@@ -11,13 +11,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import notify
-from ..model import actions
+from ..model import worker_protocol
 from ..model.build import build_job
-from ..model.farm import Dirty
+from ..model.dirty import Dirty
 from ..model.graph import parse_graph
 from ..model.status import CommandStatus as CS
 from ..scheduler.dispatch import dispatch
-from . import workers
+from . import delivery
+from .settings import load_settings
 
 log = logging.getLogger("puli.dispatcher")
 
@@ -40,9 +41,10 @@ class HeldRow:
 
 class Service:
     def __init__(self, farm, store=None, settings=None, clock=time.time):
+        """`settings`: the dispatcher's (settings.load_settings()); None means the defaults."""
         self.farm = farm
         self.store = store
-        self.settings = settings
+        self.settings = settings = settings if settings is not None else load_settings()
         self.now = clock
         self.lock = threading.RLock()
         self.started_at = clock()
@@ -51,10 +53,10 @@ class Service:
         self._stopping = threading.Event()
         self._threads = []
         self._sender = ThreadPoolExecutor(max_workers=16, thread_name_prefix="puli-send")
-        self.worker_timeout = getattr(settings, "worker_request_timeout", 5.0)
-        self.dispatch_interval = getattr(settings, "dispatch_interval", 2.0)
-        self.flush_interval = getattr(settings, "flush_interval", 1.0)
-        self.archive_after = getattr(settings, "archive_after", 7 * 86400.0)
+        self.worker_timeout = settings.worker_request_timeout
+        self.dispatch_interval = settings.dispatch_interval
+        self.flush_interval = settings.flush_interval
+        self.archive_after = settings.archive_after
         self.last_pass = {"assigned": 0, "seconds": 0.0, "at": 0.0}
         # pulistats: passes, seconds, longest, assigned since the last stats sample (sampler.py).
         self.pass_totals = [0, 0.0, 0.0, 0]
@@ -134,7 +136,7 @@ class Service:
                         farm.check_liveness(now)
                         last_housekeeping = now
                     if now - last_archive >= 60.0:  # scans every job: once a minute is plenty
-                        actions.archive_finished(farm, now, self.archive_after)
+                        farm.archive_finished(now, self.archive_after)
                         last_archive = now
                     if woke or farm.wake or now - last_pass >= self.dispatch_interval:
                         started = time.perf_counter()
@@ -146,7 +148,7 @@ class Service:
                         totals[2] = max(totals[2], self.last_pass["seconds"])
                         totals[3] += assigned
                         last_pass = now
-                    messages = [workers.message(m) for m in farm.take_outbox()]
+                    messages = [delivery.message(m) for m in farm.take_outbox()]
                 self._deliver(messages)
                 notify.watchdog()
             except Exception:                 # keep dispatching: one bad pass must not stop the farm
@@ -157,7 +159,7 @@ class Service:
             self._sender.submit(self._send, msg)
 
     def _send(self, msg):
-        ok = workers.send(msg, self.worker_timeout)
+        ok = delivery.send(msg, self.worker_timeout)
         if ok or msg.kind != "assign":
             return
         # The worker did not take it: back to the queue, and no more work for that node
@@ -168,7 +170,7 @@ class Service:
                 self.farm.requeue(cmd, self.now())
                 rn = self.farm.render_nodes.get(msg.rn_name)
                 if rn is not None:
-                    actions.unreachable(self.farm, rn)
+                    worker_protocol.unreachable(self.farm, rn)
         self.changed()
 
     # -- write-behind ---------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Called under the farm lock: each builds plain dicts and lists only, so the response is
 serialized after the lock is released. Times are seconds since the epoch.
 """
-from ..model.actions import max_rn_of
+from ..model.job_operations import max_rn_of
 from ..model.status import CommandStatus as CS, NodeStatus, RenderNodeStatus
 
 READY, DONE = CS.READY, CS.DONE

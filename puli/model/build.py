@@ -1,6 +1,6 @@
 """Turn a validated GraphSpec into model objects with fresh ids, ready for Farm.publish()."""
 from .errors import InvalidGraph
-from .farm import new_command, new_dependency
+from .jobs import new_command, new_dependency
 from .jobs import Task, TaskGroup
 
 

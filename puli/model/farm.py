@@ -8,84 +8,15 @@ node whose status changed. No I/O here: messages for workers go to `outbox`.
 import heapq
 from collections import deque
 
-from .jobs import Command, Dependency, Task, TaskGroup
+from .dirty import Dirty
+from .jobs import TaskGroup
 from .licenses import License
-from .pools import Pool, PoolShare
-from .status import ACTIVE, FAILED, FINAL, FINAL_NODE, CommandStatus as CS, NodeStatus
+from .outbox import Assign, Stop
+from .pools import DEFAULT_POOL, Pool, PoolShare
+from .rendernodes import RenderNode
+from .status import ACTIVE, FAILED, FINAL_NODE, CommandStatus as CS, NodeStatus
 
 ROOT_ID = 1
-DEFAULT_POOL = "default"
-
-
-class Dirty:
-    """What changed since the last flush; the store swaps it for a fresh one."""
-
-    __slots__ = ("commands", "nodes", "render_nodes", "pools", "shares", "licenses",
-                 "archived_jobs", "removed_licenses", "meta")
-
-    def __init__(self):
-        self.commands = set()
-        self.nodes = set()
-        self.render_nodes = set()
-        self.pools = set()
-        self.shares = set()
-        self.licenses = set()
-        self.removed_licenses = set()
-        self.archived_jobs = []
-        self.meta = False
-
-    def __bool__(self):
-        return bool(self.commands or self.nodes or self.render_nodes or self.pools or self.shares
-                    or self.licenses or self.removed_licenses or self.archived_jobs or self.meta)
-
-    def merge(self, other):
-        """Put back what a failed flush took, without losing what changed meanwhile."""
-        for name in ("commands", "nodes", "render_nodes", "pools", "shares", "licenses", "removed_licenses"):
-            getattr(self, name).update(getattr(other, name))
-        self.archived_jobs[:0] = other.archived_jobs
-        self.meta = self.meta or other.meta
-
-    # -- one item at a time: the rows a database refused, kept aside and written alone --------
-    def find(self, kind, key):
-        """The item of `kind` (a set's name) whose key (id; name for licenses) is `key`, or
-        None. A scan: it serves only when the database refused a row."""
-        if kind == "meta":
-            return self.meta or None
-        return next((item for item in getattr(self, kind) if _key(kind, item) == key), None)
-
-    def discard(self, kind, item):
-        """Take `item` out; True when it was here."""
-        if kind == "meta":
-            found, self.meta = self.meta, False
-            return found
-        items = getattr(self, kind)
-        if kind == "archived_jobs":
-            if item in items:
-                items.remove(item)
-                return True
-            return False
-        if item in items:
-            items.discard(item)
-            return True
-        return False
-
-    @classmethod
-    def of(cls, kind, item):
-        """A Dirty naming one item."""
-        dirty = cls()
-        if kind == "meta":
-            dirty.meta = True
-        elif kind == "archived_jobs":
-            dirty.archived_jobs.append(item)
-        else:
-            getattr(dirty, kind).add(item)
-        return dirty
-
-
-def _key(kind, item):
-    if kind == "removed_licenses":
-        return item
-    return item.name if kind == "licenses" else item.id
 
 
 class Farm:
@@ -112,7 +43,7 @@ class Farm:
         self.next_rn_id = 1
         self.next_assignment = 1
         self.dirty = Dirty()
-        self.outbox = []                # ("assign", rn, command, assignment) / ("stop", rn, command id, assignment)
+        self.outbox = []                # Assign and Stop messages for workers (outbox.py)
         self.retries = []               # heap of (due, command id, attempt)
         self.wake = True                # something happened that a dispatch pass may act on
         self.job_counts = [0] * len(NodeStatus)  # jobs by status, kept as they change
@@ -157,6 +88,37 @@ class Farm:
         self.wake = True
         return lic
 
+    def release_tokens(self, lic, rn_names):
+        """Give back the tokens of `lic` held on these render nodes (a runner done with them)."""
+        for cmd_id, holder in list(lic.holders.items()):
+            if holder in rn_names:
+                del lic.holders[cmd_id]
+                lic.used -= 1
+        self.dirty.licenses.add(lic)
+        self.wake = True
+
+    # -- render nodes ------------------------------------------------------------------------------
+    def add_render_node(self, name, now):
+        rn = RenderNode(self.next_rn_id, name, create_date=now)
+        self.next_rn_id += 1
+        self.dirty.meta = True
+        self.render_nodes[name] = rn
+        return rn
+
+    def place(self, rn, pools):
+        """Make `pools` the render node's pools (the indices of free nodes follow)."""
+        for pool in rn.pools:
+            if pool not in pools:
+                pool.render_nodes.pop(rn.name, None)
+                pool.free.pop(rn, None)
+                self.dirty.pools.add(pool)
+        for pool in pools:
+            if rn.name not in pool.render_nodes:
+                pool.render_nodes[rn.name] = rn
+                self.dirty.pools.add(pool)
+        rn.pools = pools
+        self.refresh_render_node(rn)
+
     # -- jobs ----------------------------------------------------------------------------------
     def publish(self, job, now):
         """Link a built job (see build.py) into the farm: indices, counters, dependencies."""
@@ -195,7 +157,7 @@ class Farm:
                 self._link_dependency(dep)
         self._refresh_blocked(job, now)
         for task in job.tasks():
-            self._refresh_ready(task)
+            self.refresh_ready(task)
             if task.max_attempt > 1:
                 for cmd in task.commands:
                     if cmd.status in self.retried and cmd.attempt < task.max_attempt:
@@ -268,7 +230,7 @@ class Farm:
                 self._node_status_changed(node, status, now)
             node = node.parent
         if (ready_before == 0) != (task.counts[CS.READY] == 0):
-            self._refresh_ready(task)
+            self.refresh_ready(task)
         if new == CS.RUNNING and old == CS.ASSIGNED and cmd.render_node is not None:
             self.refresh_render_node(cmd.render_node)     # ASSIGNED -> WORKING
 
@@ -325,7 +287,7 @@ class Farm:
         self.wake = True
 
     # -- dispatch indices ---------------------------------------------------------------------
-    def _refresh_ready(self, task):
+    def refresh_ready(self, task):
         job = task.job
         if job.ready_tasks is None:
             return                      # not published yet
@@ -374,12 +336,12 @@ class Farm:
         cmd.start_time = now
         cmd.end_time = None
         cmd.message = ""
-        self._hold(cmd, rn)
+        self.hold(cmd, rn)
         self.set_status(cmd, CS.ASSIGNED, now)
         self.refresh_render_node(rn)
-        self.outbox.append(("assign", rn, cmd, cmd.assignment))
+        self.outbox.append(Assign(rn, cmd, cmd.assignment))
 
-    def _hold(self, cmd, rn):
+    def hold(self, cmd, rn):
         rn.commands[cmd.id] = cmd
         if cmd.status == CS.RUNNING:
             rn.running += 1
@@ -406,7 +368,7 @@ class Farm:
     def stop_on_worker(self, cmd):
         """Tell the command's worker to kill it, fenced by its current assignment."""
         if cmd.status in ACTIVE and cmd.render_node is not None:
-            self.outbox.append(("stop", cmd.render_node, cmd.id, cmd.assignment))
+            self.outbox.append(Stop(cmd.render_node, cmd.id, cmd.assignment))
 
     def requeue(self, cmd, now, reset_attempts=False):
         """Back to READY (or BLOCKED) for a fresh run; any worker report on the old run is stale."""
@@ -418,6 +380,18 @@ class Farm:
             cmd.attempt = 0
         self.set_completion(cmd, 0.0)
         self.set_status(cmd, CS.BLOCKED if cmd.task.blocked() else CS.READY, now)
+
+    def cancel(self, cmd, now, message="canceled"):
+        """A user cancels the command: its run, if any, is stopped on its worker and over."""
+        self.stop_on_worker(cmd)
+        cmd.assignment = 0
+        self.finish(cmd, CS.CANCELED, now, message)
+
+    def force_done(self, cmd, now):
+        """A user declares the command DONE: its run, if any, is stopped and over."""
+        self.stop_on_worker(cmd)
+        cmd.assignment = 0
+        self.finish(cmd, CS.DONE, now, "set DONE by a user")
 
     def finish(self, cmd, status, now, message=None):
         """A run ended: DONE, ERROR, TIMEOUT or CANCELED (by the user)."""
@@ -481,6 +455,14 @@ class Farm:
                     self.finish(cmd, CS.TIMEOUT, now, f"render node {rn.name} silent for more than {self.rn_timeout:g} s")
                 self.refresh_render_node(rn)
 
+    def archive_finished(self, now, after):
+        """Archive the jobs finished (DONE or CANCELED) for longer than `after` seconds."""
+        done = [job for job in self.root.children
+                if job.status in FINAL_NODE and job.end_time is not None and job.end_time + after <= now]
+        for job in done:
+            self.archive(job)
+        return len(done)
+
     def take_outbox(self):
         out, self.outbox = self.outbox, []
         return out
@@ -494,16 +476,4 @@ def _by_id(node):
     return node.id
 
 
-def new_command(id, task, description, args_json, nb_frames):
-    cmd = Command(id, task, description, args_json, nb_frames=nb_frames)
-    task.commands.append(cmd)
-    return cmd
-
-
-def new_dependency(node, target_id, statuses):
-    dep = Dependency(node, target_id, statuses)
-    node.dependencies.append(dep)
-    return dep
-
-
-__all__ = ["Farm", "Dirty", "ROOT_ID", "DEFAULT_POOL", "Task", "TaskGroup", "new_command", "new_dependency"]
+__all__ = ["Farm", "ROOT_ID"]

@@ -83,6 +83,14 @@ class Node:
             yield node
             node = node.parent
 
+    def inherited(self, field):
+        """This node's `arguments` or `environment` with what its groups give: outer groups
+        first, inner ones override them, the node itself last (the nearest value wins)."""
+        out = {}
+        for node in reversed([n for n in self.ancestors() if n.parent is not None]):
+            out.update(getattr(node, field))
+        return out
+
     def blocked(self):
         """True when this node or an ancestor waits for an unsatisfied dependency."""
         node = self
@@ -187,3 +195,23 @@ class Command:
     @property
     def arguments(self):
         return json.loads(self.args_json) if self.args_json else {}
+
+    def effective_arguments(self):
+        """What the command runs with: its task's inherited arguments, then its own."""
+        arguments = self.task.inherited("arguments")
+        arguments.update(self.arguments)
+        return arguments
+
+
+def new_command(id, task, description, args_json, nb_frames):
+    """A command appended to its task (a build or a restore: not yet in any farm)."""
+    cmd = Command(id, task, description, args_json, nb_frames=nb_frames)
+    task.commands.append(cmd)
+    return cmd
+
+
+def new_dependency(node, target_id, statuses):
+    """`node` waits for node `target_id` to reach one of `statuses`; resolved by Farm.publish."""
+    dep = Dependency(node, target_id, statuses)
+    node.dependencies.append(dep)
+    return dep

@@ -1,5 +1,7 @@
 """Pools of render nodes, and the pool shares that put jobs in them."""
 
+DEFAULT_POOL = "default"                # every render node is in it
+
 
 class Pool:
     def __init__(self, id, name):

@@ -10,8 +10,8 @@ import gc
 import json
 import sys
 
-from ..model.farm import ROOT_ID, new_dependency
-from ..model.jobs import Command, Task, TaskGroup
+from ..model.farm import ROOT_ID
+from ..model.jobs import Command, Task, TaskGroup, new_dependency
 from ..model.licenses import License
 from ..model.pools import Pool, PoolShare
 from ..model.rendernodes import RenderNode
@@ -54,7 +54,7 @@ def _load(cur, farm, now):
     for cmd in active:
         rn = cmd.render_node
         if rn is not None and farm.render_nodes.get(rn.name) is rn:
-            farm._hold(cmd, rn)         # its resources and license tokens, as when assigned
+            farm.hold(cmd, rn)         # its resources and license tokens, as when assigned
         else:
             orphans.append(cmd)
     for rn in farm.render_nodes.values():

@@ -1,5 +1,5 @@
 """/commands/: list (paged: there may be a million), read, and restart / force DONE / cancel one."""
-from ...model import actions
+from ...model import job_operations, lookup
 from .. import views
 from .common import command_statuses, field, page, param_ints, read_body, sliced
 
@@ -29,7 +29,7 @@ class Command:
 
     def on_get(self, req, resp, id):
         with self.service.lock:
-            cmd = actions.get_command(self.service.farm, id)
+            cmd = lookup.get_command(self.service.farm, id)
             resp.media = views.command(cmd, detail=True)
 
     def on_put(self, req, resp, id):
@@ -38,8 +38,8 @@ class Command:
         service = self.service
         now = service.now()
         with service.lock:
-            cmd = actions.get_command(service.farm, id)
-            actions.set_command_status(service.farm, cmd, status, now)
+            cmd = lookup.get_command(service.farm, id)
+            job_operations.set_command_status(service.farm, cmd, status, now)
             resp.media = views.command(cmd)
         service.changed()
 

@@ -9,12 +9,11 @@ from itertools import islice
 import falcon
 import falcon.media
 
-from ...model import actions
+from ...model import lookup
 from ...model.errors import InvalidValue
 from ...model.status import CommandStatus, NodeStatus
 from ..errors import BadBody, BadField, ReadOnlyPools
 
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 MISSING = object()
 
 _KINDS = {
@@ -228,15 +227,14 @@ def sliced(iterable, offset, limit):
 # -- model access ----------------------------------------------------------------------------------
 def job_node(farm, node_id):
     """A node that user operations may act on: any node but the farm's root."""
-    node = actions.get_node(farm, node_id)
+    node = lookup.get_node(farm, node_id)
     if node is farm.root:
         raise InvalidValue(f"node {node_id} is the farm's root; act on its jobs instead")
     return node
 
 
 def pools_from_file(service):
-    settings = service.settings
-    return settings is not None and getattr(settings, "pools_backend", "db") == "file"
+    return service.settings.pools_backend == "file"
 
 
 def refuse_if_pools_from_file(service):

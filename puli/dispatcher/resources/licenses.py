@@ -1,5 +1,5 @@
 """/licenses/: license counters as JSON (Puli 1.7 answered a Python repr)."""
-from ...model import actions
+from ...model import pool_admin
 from ...model.errors import NotFound
 from .. import views
 from .common import BadField, field, read_body
@@ -33,7 +33,7 @@ class License:
         """{maxlic}: set (or create) the counter's number of tokens."""
         maximum = field(read_body(req), "maxlic", int, minimum=0)
         with self.service.lock:
-            media = views.license(actions.set_license(self.service.farm, name, maximum))
+            media = views.license(pool_admin.set_license(self.service.farm, name, maximum))
         self.service.changed()
         resp.media = media
 
@@ -47,7 +47,7 @@ class License:
         if not isinstance(rns, list) or not rns or not all(isinstance(n, str) for n in rns):
             raise BadField("rns", "'rns' must name render nodes: \"host:port,host:port\" or a list")
         with self.service.lock:
-            media = views.license(actions.release_license(self.service.farm, name, rns))
+            media = views.license(pool_admin.release_license(self.service.farm, name, rns))
         self.service.changed()
         resp.media = media
 

@@ -1,5 +1,5 @@
 """The job tree: /nodes/ reads and the job operations (status, pause, cancel, edits, pool)."""
-from ...model import actions
+from ...model import job_operations, lookup
 from ...model.errors import NotFound
 from .. import views
 from .common import (BadField, command_statuses, field, job_node, param_ints, param_strs,
@@ -78,7 +78,7 @@ class Children:
                 raise BadField("offset", "offset must be a non-negative integer or 'last'") from None
         since = self.service.now() - days * 86400 if days is not None else None
         with self.service.lock:
-            node = actions.get_node(self.service.farm, id)
+            node = lookup.get_node(self.service.farm, id)
             children = [] if node.is_task else node.children
             picked = [
                 c for c in children
@@ -103,7 +103,7 @@ class Children:
 
 
 def _changed(node, changes):
-    """Under the lock: the answer of an operation (its actions.Changes)."""
+    """Under the lock: the answer of an operation (its job_operations.Changes)."""
     status = int(node.status)
     return {"id": node.id, "changed": changes.changed, "status": status,
             "statusName": views.NODE_STATUS_NAMES[status], **views.left_alone(changes.left_alone)}
@@ -124,7 +124,7 @@ class Status:
         now = service.now()
         with service.lock:
             node = job_node(service.farm, id)
-            changes = actions.set_node_status(service.farm, node, status, now, cascade=cascade,
+            changes = job_operations.set_node_status(service.farm, node, status, now, cascade=cascade,
                                               command_statuses=cmd_statuses or None)
             media = _changed(node, changes)
         service.changed()
@@ -145,7 +145,7 @@ class Paused:
         now = service.now()
         with service.lock:
             node = job_node(service.farm, id)
-            actions.pause(service.farm, node, paused, now, kill=kill)
+            job_operations.pause(service.farm, node, paused, now, kill=kill)
             media = views.node(node)
         service.changed()
         resp.media = media
@@ -169,7 +169,7 @@ class Cancel:
         now = service.now()
         with service.lock:
             node = job_node(service.farm, id)
-            media = _changed(node, actions.cancel(service.farm, node, now))
+            media = _changed(node, job_operations.cancel(service.farm, node, now))
         service.changed()
         resp.media = media
 
@@ -186,7 +186,7 @@ class Pool:
         service = self.service
         with service.lock:
             node = job_node(service.farm, id)
-            actions.set_pool(service.farm, node, pool_name, max_rn)
+            job_operations.set_pool(service.farm, node, pool_name, max_rn)
             media = views.node(node)
         service.changed()
         resp.media = media
@@ -194,24 +194,24 @@ class Pool:
 
 def _set_timer(farm, node, value):
     # A group's timer holds every task below it (dispatch reads the timers up the tree).
-    actions.set_attribute(farm, node, "timer", value)
+    job_operations.set_attribute(farm, node, "timer", value)
 
 
 def _set_prod(farm, node, value):
-    actions.set_tag(farm, node, "prod", value)
+    job_operations.set_tag(farm, node, "prod", value)
 
 
 # wire name -> (kind, apply(farm, node, value), extra field() options)
 FIELDS = {
-    "name": (str, lambda farm, node, v: actions.set_attribute(farm, node, "name", v), {}),
-    "priority": (int, lambda farm, node, v: actions.set_attribute(farm, node, "priority", v), {}),
-    "dispatchKey": (float, lambda farm, node, v: actions.set_attribute(farm, node, "dispatch_key", v), {}),
-    "maxRN": (int, actions.set_max_rn, {"minimum": -1}),
-    "user": (str, lambda farm, node, v: actions.set_attribute(farm, node, "user", v), {}),
+    "name": (str, lambda farm, node, v: job_operations.set_attribute(farm, node, "name", v), {}),
+    "priority": (int, lambda farm, node, v: job_operations.set_attribute(farm, node, "priority", v), {}),
+    "dispatchKey": (float, lambda farm, node, v: job_operations.set_attribute(farm, node, "dispatch_key", v), {}),
+    "maxRN": (int, job_operations.set_max_rn, {"minimum": -1}),
+    "user": (str, lambda farm, node, v: job_operations.set_attribute(farm, node, "user", v), {}),
     "prod": (str, _set_prod, {}),
-    "maxAttempt": (int, actions.set_max_attempt, {"minimum": 1}),
+    "maxAttempt": (int, job_operations.set_max_attempt, {"minimum": 1}),
     "timer": (float, _set_timer, {"nullable": True}),
-    "strategy": (str, lambda farm, node, v: actions.set_attribute(farm, node, "strategy", v), {}),
+    "strategy": (str, lambda farm, node, v: job_operations.set_attribute(farm, node, "strategy", v), {}),
 }
 
 

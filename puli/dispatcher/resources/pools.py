@@ -3,7 +3,7 @@
 With pools_backend: file, pools come from the configuration: their edits answer 409.
 Moving a job to a pool and changing its maxRN work with either backend.
 """
-from ...model import actions
+from ...model import job_operations, lookup, pool_admin
 from ...model.errors import NotFound
 from .. import views
 from .common import BadField, field, job_node, read_body, refuse_if_pools_from_file
@@ -25,13 +25,13 @@ class Pool:
 
     def on_get(self, req, resp, name):
         with self.service.lock:
-            resp.media = views.pool(actions.get_pool(self.service.farm, name))
+            resp.media = views.pool(lookup.get_pool(self.service.farm, name))
 
     def on_post(self, req, resp, name):
         """Create an empty pool (409 if it exists)."""
         refuse_if_pools_from_file(self.service)
         with self.service.lock:
-            pool = actions.create_pool(self.service.farm, name)
+            pool = pool_admin.create_pool(self.service.farm, name)
             media = views.pool(pool)
         self.service.changed()
         resp.status = 201
@@ -43,7 +43,7 @@ class Pool:
         refuse_if_pools_from_file(self.service)
         with self.service.lock:
             farm = self.service.farm
-            actions.delete_pool(farm, actions.get_pool(farm, name))
+            pool_admin.delete_pool(farm, lookup.get_pool(farm, name))
         self.service.changed()
         resp.media = {"name": name, "deleted": True}
 
@@ -60,8 +60,8 @@ class PoolRenderNodes:
             raise BadField("renderNodes", "'renderNodes' must be a list of render node names")
         with self.service.lock:
             farm = self.service.farm
-            pool = actions.get_pool(farm, name)
-            actions.set_pool_members(farm, pool, names)
+            pool = lookup.get_pool(farm, name)
+            pool_admin.set_pool_members(farm, pool, names)
             media = views.pool(pool)
         self.service.changed()
         resp.media = media
@@ -85,7 +85,7 @@ class PoolShares:
             farm = self.service.farm
             job = job_node(farm, node_id)
             before = job.share
-            share = actions.set_pool(farm, job, pool_name, max_rn)
+            share = job_operations.set_pool(farm, job, pool_name, max_rn)
             media = views.pool_share(share)
         self.service.changed()
         resp.status = 200 if share is before else 201
@@ -107,7 +107,7 @@ class PoolShare:
         with self.service.lock:
             farm = self.service.farm
             share = _share(farm, id)
-            actions.set_max_rn(farm, share.node, max_rn)
+            job_operations.set_max_rn(farm, share.node, max_rn)
             media = views.pool_share(share)
         self.service.changed()
         resp.media = media

@@ -9,7 +9,7 @@ import time
 
 import falcon
 
-from ...model import actions
+from ...model import job_operations
 from ...model.status import NodeStatus
 from .. import views
 from .common import (BadField, command_statuses, field, int_list, node_statuses, param_ints,
@@ -399,8 +399,8 @@ def _edit_status(req):
 
     def apply(farm, job, now):
         if int(job.status) == value:
-            return actions.Changes()
-        return actions.set_node_status(farm, job, value, now)  # cancelling a DONE job changes nothing
+            return job_operations.Changes()
+        return job_operations.set_node_status(farm, job, value, now)  # cancelling a DONE job changes nothing
     return apply
 
 
@@ -409,10 +409,10 @@ def _edit_maxrn(req):
     wanted = value if value > 0 else -1
 
     def apply(farm, job, now):
-        if actions.max_rn_of(job) == wanted:
-            return actions.Changes()
-        actions.set_max_rn(farm, job, value)
-        return actions.Changes(1)
+        if job_operations.max_rn_of(job) == wanted:
+            return job_operations.Changes()
+        job_operations.set_max_rn(farm, job, value)
+        return job_operations.Changes(1)
     return apply
 
 
@@ -421,9 +421,9 @@ def _edit_prio(req):
 
     def apply(farm, job, now):
         if job.dispatch_key == value:
-            return actions.Changes()
-        actions.set_attribute(farm, job, "dispatch_key", value)
-        return actions.Changes(1)
+            return job_operations.Changes()
+        job_operations.set_attribute(farm, job, "dispatch_key", value)
+        return job_operations.Changes(1)
     return apply
 
 
@@ -431,9 +431,9 @@ def _edit_pause(paused):
     def parse(req):
         def apply(farm, job, now):
             if job.paused == paused:
-                return actions.Changes()
-            actions.pause(farm, job, paused, now)
-            return actions.Changes(1)
+                return job_operations.Changes()
+            job_operations.pause(farm, job, paused, now)
+            return job_operations.Changes(1)
         return apply
     return parse
 

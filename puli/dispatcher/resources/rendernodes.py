@@ -1,12 +1,12 @@
 """/rendernodes/: list, read, remove, pause, reset, quarantine and rank render nodes.
 
-POST /rendernodes/<name>/ (registration) is the worker's: see workers_api.
+POST /rendernodes/<name>/ (registration) is the worker's: see worker_protocol.
 """
-from ...model import actions
+from ...model import lookup, render_node_admin
 from ...model.errors import NotFound
 from .. import views
 from .common import BadField, field, read_body
-from .workers_api import Registration
+from .worker_protocol import Registration
 
 
 class RenderNodes:
@@ -25,15 +25,15 @@ class RenderNode(Registration):
 
     def on_get(self, req, resp, name):
         with self.service.lock:
-            resp.media = views.render_node(actions.get_render_node(self.service.farm, name))
+            resp.media = views.render_node(lookup.get_render_node(self.service.farm, name))
 
     def on_delete(self, req, resp, name):
         """Forget a render node; its commands go back to the queue."""
         service = self.service
         now = service.now()
         with service.lock:
-            rn = actions.get_render_node(service.farm, name)
-            actions.remove_render_node(service.farm, rn, now)
+            rn = lookup.get_render_node(service.farm, name)
+            render_node_admin.remove_render_node(service.farm, rn, now)
         service.changed()
         resp.media = {"name": rn.name, "removed": True}
 
@@ -51,8 +51,8 @@ class Paused:
         service = self.service
         now = service.now()
         with service.lock:
-            rn = actions.get_render_node(service.farm, name)
-            actions.set_render_node_paused(service.farm, rn, paused, kill=kill, now=now)
+            rn = lookup.get_render_node(service.farm, name)
+            render_node_admin.set_render_node_paused(service.farm, rn, paused, kill=kill, now=now)
             media = views.render_node(rn)
         service.changed()
         resp.media = media
@@ -69,8 +69,8 @@ class Reset:
         now = service.now()
         with service.lock:
             farm = service.farm
-            rn = actions.get_render_node(farm, name)
-            requeued = actions.reset_render_node(farm, rn, now)
+            rn = lookup.get_render_node(farm, name)
+            requeued = render_node_admin.reset_render_node(farm, rn, now)
             media = {"name": rn.name, "requeued": requeued}
         service.changed()
         resp.media = media
@@ -99,7 +99,7 @@ class Quarantine:
             farm = service.farm
             rns = _names(farm, names)
             for rn in rns:
-                actions.set_quarantine(farm, rn, quarantine)
+                render_node_admin.set_quarantine(farm, rn, quarantine)
             media = {"quarantine": quarantine, "rns": [rn.name for rn in rns]}
         service.changed()
         resp.media = media
@@ -118,7 +118,7 @@ class Performance:
             farm = service.farm
             rns = _names(farm, list(values))
             for rn, value in zip(rns, values.values()):
-                actions.set_performance(farm, rn, value)
+                render_node_admin.set_performance(farm, rn, value)
             media = {rn.name: rn.performance for rn in rns}
         service.changed()
         resp.media = media

@@ -24,8 +24,7 @@ class Latest:
 
     def __init__(self, service):
         self.service = service
-        base = getattr(service.settings, "data_dir", None) or os.path.join(os.getcwd(), "puli-data")
-        self.dir = os.path.join(str(base), "reports", "latest")
+        self.dir = os.path.join(str(service.settings.data_dir), "reports", "latest")
         self.built_at = 0.0
         self._lock = threading.Lock()
 

@@ -1,5 +1,5 @@
 """/tasks/: Puli's task view of the tree (one tree here: a task id is its node id)."""
-from ...model import actions
+from ...model import job_operations
 from ...model.errors import Conflict, NotFound
 from ...model.status import FINAL_NODE
 from .. import views
@@ -71,7 +71,7 @@ class Environment:
         env = str_dict(read_body(req), "environment")
         with self.service.lock:
             node = job_node(self.service.farm, id)
-            actions.set_task_field(self.service.farm, node, "environment", env)
+            job_operations.set_task_field(self.service.farm, node, "environment", env)
             resp.media = views.node(node)
         self.service.changed()
 
@@ -95,7 +95,7 @@ class Arguments:
         with self.service.lock:
             node = job_node(self.service.farm, id)
             value = dict(node.arguments, **arguments) if merge else dict(arguments)
-            actions.set_task_field(self.service.farm, node, "arguments", value)
+            job_operations.set_task_field(self.service.farm, node, "arguments", value)
             resp.media = views.node(node)
         self.service.changed()
 
@@ -153,11 +153,11 @@ class Setter:
 
 
 def _set_comment(farm, node, value):
-    actions.set_tag(farm, node, "comment", value)
+    job_operations.set_tag(farm, node, "comment", value)
 
 
 def _set_ram(farm, node, value):
-    actions.set_task_field(farm, node, "ram_use", value)
+    job_operations.set_task_field(farm, node, "ram_use", value)
 
 
 def routes(service):
@@ -171,7 +171,7 @@ def routes(service):
         ("/tasks/{id:int}/tree", Tree(service)),
         ("/tasks/{id:int}/comment", Setter(service, "comment", str, _set_comment)),
         ("/tasks/{id:int}/user",
-         Setter(service, "user", str, lambda farm, node, v: actions.set_attribute(farm, node, "user", v))),
+         Setter(service, "user", str, lambda farm, node, v: job_operations.set_attribute(farm, node, "user", v))),
         ("/tasks/{id:int}/ram", Setter(service, "ramUse", int, _set_ram, minimum=0)),
         ("/tasks/{id:int}/timer", Setter(service, "timer", float, _set_timer, nullable=True)),
     ]

@@ -2,7 +2,7 @@
 import logging
 
 from .. import logs
-from ..model import actions
+from ..model import render_node_admin
 from ..model.farm import Farm
 from .service import Service
 from .settings import file_pools_of
@@ -39,7 +39,7 @@ def apply_config(service, settings):
         for name, members in settings.pools.items():
             farm.get_pool(name)
         for rn in farm.render_nodes.values():
-            actions.set_render_node_pools(farm, rn, file_pools_of(settings, rn.name), create=False)
+            render_node_admin.set_render_node_pools(farm, rn, file_pools_of(settings, rn.name), create=False)
 
 
 def setup_logging(settings):

@@ -4,7 +4,7 @@ The command report is the hottest route of the dispatcher (thousands a second on
 it checks a handful of fields, takes the lock for one model call and answers a two-key dict.
 It wakes the dispatch loop only when the report freed resources or produced a worker message.
 """
-from ...model import actions
+from ...model import worker_protocol
 from ...model.status import CommandStatus
 from ..settings import file_pools_of
 from .common import BadField, field, pools_from_file, read_body
@@ -88,7 +88,7 @@ class Registration:
             new = name not in farm.render_nodes
             for pool in config_pools or ():
                 farm.get_pool(pool)     # the configuration is the authority on pools
-            stop = actions.register(farm, name, info, running, now, pools_from_config=config_pools)
+            stop = worker_protocol.register(farm, name, info, running, now, pools_from_config=config_pools)
             rn = farm.render_nodes[name]
             media = {"name": rn.name, "id": rn.id, "status": int(rn.status), "stop": stop}
         service.changed()
@@ -114,7 +114,7 @@ class SysInfos:
         now = service.now()
         with service.lock:
             farm = service.farm
-            rn = actions.heartbeat(farm, name, info, now)
+            rn = worker_protocol.heartbeat(farm, name, info, now)
             media = {"name": rn.name, "status": int(rn.status), "paused": rn.paused}
             wake = farm.wake
         if wake:
@@ -134,7 +134,7 @@ class CommandReport:
         now = service.now()
         with service.lock:
             farm = service.farm
-            cmd = actions.command_update(farm, name, id, report, now)
+            cmd = worker_protocol.command_update(farm, name, id, report, now)
             status = int(cmd.status)
             wake = farm.wake or bool(farm.outbox)
         if wake:

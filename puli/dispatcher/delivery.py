@@ -13,7 +13,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-log = logging.getLogger("puli.dispatcher.workers")
+from ..model.outbox import Assign
+
+log = logging.getLogger("puli.dispatcher.delivery")
 
 
 @dataclass(frozen=True)
@@ -26,21 +28,10 @@ class Message:
     body: bytes = b""
 
 
-def merged(task, field):
-    """Arguments or environment of a task: outer groups first, inner ones override them,
-    the task overrides its groups (the nearest value wins)."""
-    chain = [n for n in task.ancestors() if n.parent is not None]
-    out = {}
-    for node in reversed(chain):
-        out.update(getattr(node, field))
-    return out
-
-
 def assignment_body(cmd, rn):
     task = cmd.task
-    arguments = merged(task, "arguments")
-    arguments.update(cmd.arguments)
-    environment = merged(task, "environment")
+    arguments = cmd.effective_arguments()
+    environment = task.inherited("environment")
     environment.update({
         "PULI_USER": task.user or task.job.user,
         "PULI_COMMAND_ID": str(cmd.id),
@@ -73,14 +64,15 @@ def assignment_body(cmd, rn):
 
 
 def message(item):
-    kind, rn = item[0], item[1]
+    """The wire form of an outbox entry (model/outbox.py), built under the farm lock."""
+    rn = item.render_node
     base = f"http://{rn.host}:{rn.port}"
-    if kind == "assign":
-        cmd, assignment = item[2], item[3]
+    if isinstance(item, Assign):
+        cmd = item.command
         body = json.dumps(assignment_body(cmd, rn)).encode()
-        return Message("assign", rn.name, f"{base}/commands/", cmd.id, assignment, body)
-    command_id, assignment = item[2], item[3]
-    return Message("stop", rn.name, f"{base}/commands/{command_id}/?assignment={assignment}", command_id, assignment)
+        return Message("assign", rn.name, f"{base}/commands/", cmd.id, item.assignment, body)
+    return Message("stop", rn.name, f"{base}/commands/{item.command_id}/?assignment={item.assignment}",
+                   item.command_id, item.assignment)
 
 
 def send(msg, timeout):
