@@ -28,26 +28,18 @@ class Message:
     body: bytes = b""
 
 
-def assignment_body(cmd, rn):
+def assignment_body(cmd):
+    """What a worker needs to run `cmd`: the PULI_* variables of the command's environment are
+    the commandwatcher's to set, from these fields."""
     task = cmd.task
-    arguments = cmd.effective_arguments()
-    environment = task.inherited("environment")
-    environment.update({
-        "PULI_USER": task.user or task.job.user,
-        "PULI_COMMAND_ID": str(cmd.id),
-        "PULI_TASK_ID": str(task.id),
-        "PULI_TASK_NAME": task.name,
-        "PULI_JOB_ID": str(task.job.id),
-        "PULI_ALLOCATED_CORES": str(cmd.cores),
-        "PULI_ALLOCATED_MEMORY": str(cmd.ram),
-    })
     return {
         "id": cmd.id,
         "assignment": cmd.assignment,
         "description": cmd.description,
         "runner": task.runner,
-        "arguments": arguments,
-        "environment": environment,
+        "arguments": cmd.effective_arguments(),
+        "environment": task.inherited("environment"),
+        "user": task.user or task.job.user,
         "validationExpression": task.validation_expression,
         "taskName": task.name,
         "taskId": task.id,
@@ -69,7 +61,7 @@ def message(item):
     base = f"http://{rn.host}:{rn.port}"
     if isinstance(item, Assign):
         cmd = item.command
-        body = json.dumps(assignment_body(cmd, rn)).encode()
+        body = json.dumps(assignment_body(cmd)).encode()
         return Message("assign", rn.name, f"{base}/commands/", cmd.id, item.assignment, body)
     return Message("stop", rn.name, f"{base}/commands/{item.command_id}/?assignment={item.assignment}",
                    item.command_id, item.assignment)
