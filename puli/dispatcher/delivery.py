@@ -4,7 +4,7 @@
 `send()` runs on a sender thread, outside the lock.
 
 Wire contract (worker side):
-- ``POST http://<host>:<port>/commands/`` with the assignment body below; 202 = accepted.
+- ``POST http://<host>:<port>/commands/`` with the assignment body (model/outbox.py: Assign.body); 202 = accepted.
 - ``DELETE http://<host>:<port>/commands/<id>/?assignment=<n>``: stop that run of the command.
 """
 import json
@@ -28,40 +28,13 @@ class Message:
     body: bytes = b""
 
 
-def assignment_body(cmd):
-    """What a worker needs to run `cmd`: the PULI_* variables of the command's environment are
-    the commandwatcher's to set, from these fields."""
-    task = cmd.task
-    return {
-        "id": cmd.id,
-        "assignment": cmd.assignment,
-        "description": cmd.description,
-        "runner": task.runner,
-        "arguments": cmd.effective_arguments(),
-        "environment": task.inherited("environment"),
-        "user": task.user or task.job.user,
-        "validationExpression": task.validation_expression,
-        "taskName": task.name,
-        "taskId": task.id,
-        "jobId": task.job.id,
-        "relativePathToLogDir": str(task.id),
-        "runnerPackages": task.runner_packages,
-        "watcherPackages": task.watcher_packages,
-        "cores": cmd.cores,
-        "ramUse": cmd.ram,
-        "maxRunTime": task.max_run_time,
-        "licenses": list(task.licenses),
-        "attempt": cmd.attempt,
-    }
-
-
 def message(item):
     """The wire form of an outbox entry (model/outbox.py), built under the farm lock."""
     rn = item.render_node
     base = f"http://{rn.host}:{rn.port}"
     if isinstance(item, Assign):
         cmd = item.command
-        body = json.dumps(assignment_body(cmd)).encode()
+        body = json.dumps(item.body()).encode()
         return Message("assign", rn.name, f"{base}/commands/", cmd.id, item.assignment, body)
     return Message("stop", rn.name, f"{base}/commands/{item.command_id}/?assignment={item.assignment}",
                    item.command_id, item.assignment)

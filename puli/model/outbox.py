@@ -11,6 +11,34 @@ class Assign:
         self.command = command
         self.assignment = assignment
 
+    def body(self):
+        """What a worker needs to run the command (the body of its POST /commands/). The PULI_*
+        variables of the command's environment are the commandwatcher's to set, from these
+        fields. Build it under the farm lock: it reads the live model."""
+        cmd = self.command
+        task = cmd.task
+        return {
+            "id": cmd.id,
+            "assignment": self.assignment,
+            "description": cmd.description,
+            "runner": task.runner,
+            "arguments": cmd.effective_arguments(),
+            "environment": task.inherited("environment"),
+            "user": task.user or task.job.user,
+            "validationExpression": task.validation_expression,
+            "taskName": task.name,
+            "taskId": task.id,
+            "jobId": task.job.id,
+            "relativePathToLogDir": str(task.id),
+            "runnerPackages": task.runner_packages,
+            "watcherPackages": task.watcher_packages,
+            "cores": cmd.cores,
+            "ramUse": cmd.ram,
+            "maxRunTime": task.max_run_time,
+            "licenses": list(task.licenses),
+            "attempt": cmd.attempt,
+        }
+
 
 class Stop:
     """Stop the run `assignment` of command `command_id` on `render_node`."""
