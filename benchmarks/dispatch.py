@@ -139,7 +139,7 @@ def restore_and_persisted(url):
 
 
 def http_figures(url, tmp):
-    from processes import Dispatcher, StandInWorker, http
+    from processes import Dispatcher, StandInWorker
     dispatcher = Dispatcher(os.path.join(tmp, "dispatcher"), db_url=url, extra=["--clean"]).start(timeout=300)
     worker = StandInWorker()
     try:

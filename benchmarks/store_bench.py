@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from puli.model import actions  # noqa: E402
+from puli.model import worker_protocol  # noqa: E402
 from puli.model.farm import Farm  # noqa: E402
 from puli.model.jobs import new_command  # noqa: E402
 from puli.model.jobs import Task, TaskGroup  # noqa: E402

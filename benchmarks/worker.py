@@ -133,7 +133,7 @@ def measure_start(base, url, runs, warm_up=2):
         sent_wall, sent = time.time(), time.perf_counter()
         assert post(url + "/commands/", assignment(command_id, f"echo {MARK}"))[0] == 202
         accepted = time.perf_counter()
-        wait_until(lambda: log_has_mark(log))
+        wait_until(lambda log=log: log_has_mark(log))
         done = time.perf_counter()
         state = base / "worker" / "commands" / str(command_id) / "state.json"
         if n < 0:

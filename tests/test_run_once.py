@@ -59,7 +59,7 @@ def test_a_restart_leaves_a_running_command_alone_on_every_route(farm, tmp_path)
         assert answer["leftAlone"] == 1 and answer["leftAloneCommands"][0]["id"] == t1, answer
         assert answer["leftAloneCommands"][0]["status"] == CS.RUNNING
         # What was not running runs again...
-        wait_for(lambda: runs2.exists() and len(runs2.read_text().split()) == done_runs,
+        wait_for(lambda n=done_runs: runs2.exists() and len(runs2.read_text().split()) == n,
                  30, what=f"t2 to run again after the restart through {route}")
         reaches(farm, t2, CS.DONE, 30)
         # ...and what runs goes on, untouched, under the same assignment.

@@ -82,10 +82,10 @@ def test_default_command_takes_every_free_core_and_zero_takes_the_whole_node():
     rn = add_rn(farm, "n:8000", cores=8)
     submit(farm, task("t", frames=(1, 1), minNbCores=2, maxNbCores=2))
     run_pass(farm)
-    job = submit(farm, task("rest", frames=(1, 2)))
+    submit(farm, task("rest", frames=(1, 2)))
     sent = run_pass(farm)
     assert [cmd.cores for _, cmd in sent] == [6]
-    whole = submit(farm, task("whole", frames=(1, 1), minNbCores=0))
+    submit(farm, task("whole", frames=(1, 1), minNbCores=0))
     assert run_pass(farm) == []
     for cmd in list(rn.commands.values()):
         report(farm, cmd, CS.DONE)
@@ -96,7 +96,7 @@ def test_default_command_takes_every_free_core_and_zero_takes_the_whole_node():
 
 def test_ram_must_fit_what_the_node_reports_free():
     farm = make_farm()
-    rn = add_rn(farm, "n:8000", cores=8, ram=32000)
+    add_rn(farm, "n:8000", cores=8, ram=32000)
     worker_protocol.heartbeat(farm, "n:8000", {"systemFreeRam": 3000}, 0.0)
     submit(farm, task("t", frames=(1, 1), ramUse=4000))
     assert run_pass(farm) == []
@@ -107,7 +107,7 @@ def test_ram_must_fit_what_the_node_reports_free():
 def test_requirements_match_caracteristics_and_skip_to_sibling_tasks():
     farm = make_farm()
     add_rn(farm, "linux:8000", cores=1, os="linux", softs=["nuke"], memory_gb=32)
-    job = submit(farm, task("maya", frames=(1, 1), requirements={"softs": ["maya"]}),
+    submit(farm, task("maya", frames=(1, 1), requirements={"softs": ["maya"]}),
                  task("nuke", frames=(1, 1), requirements={"softs": ["nuke"], "os": "linux", "memory_gb": 16}))
     sent = run_pass(farm)
     assert [cmd.task.name for _, cmd in sent] == ["nuke"]
@@ -117,7 +117,7 @@ def test_pools_keep_jobs_on_their_nodes_and_a_node_may_be_in_several():
     farm = make_farm()
     add_rn(farm, "a:8000", cores=1, pools=["gpu"])
     add_rn(farm, "b:8000", cores=1)
-    gpu_job = submit(farm, task("g", frames=(1, 5)), poolName="gpu")
+    submit(farm, task("g", frames=(1, 5)), poolName="gpu")
     sent = run_pass(farm)
     assert [rn for rn, _ in sent] == ["a:8000"]
     assert farm.render_nodes["a:8000"].pools[0].name == "default"
@@ -226,7 +226,7 @@ def test_failed_command_is_retried_after_the_delay_until_max_attempt():
 def test_job_avoids_a_node_after_errors_there():
     farm = make_farm(job_rn_error_limit=2, quarantine_threshold=0)
     add_rn(farm, "bad:8000", cores=1)
-    job = submit(farm, task("t", frames=(1, 5)))
+    submit(farm, task("t", frames=(1, 5)))
     for _ in range(2):
         (_, cmd), = run_pass(farm)
         report(farm, cmd, CS.ERROR)

@@ -9,9 +9,11 @@ import os
 import re
 import sys
 import time
+from urllib.parse import quote
 
 from ..client.server import PuliError, Server, ServerUnreachable, server_url
 from ..model.status import CommandStatus, NodeStatus, RenderNodeStatus
+from ..sorting import orderable
 from .render import Output
 
 EXIT_REFUSED = 1
@@ -176,15 +178,12 @@ def rn_status_codes(values):
     return parse_statuses(values, RenderNodeStatus)
 
 
+def api_path(*parts):
+    """A dispatcher route from its parts, each quoted (a render node's name keeps its ':')."""
+    return "/" + "/".join(quote(str(p), safe=":") for p in parts)
+
+
 # -- sorting ---------------------------------------------------------------------------------------
-def _orderable(value):
-    if value is None:
-        return (0, 0, "")
-    if isinstance(value, (int, float)):
-        return (1, value, "")
-    return (2, 0, str(value))
-
-
 def sort_items(items, field, reverse=False, aliases=None):
     """Items sorted on `field` (an item key in any case, or an alias such as a column header)."""
     if not field or not items:
@@ -194,7 +193,7 @@ def sort_items(items, field, reverse=False, aliases=None):
     key = keys.get(name.lower())
     if key is None:
         raise UsageError(f"cannot sort on {field!r}: use one of {', '.join(sorted(keys.values()))}")
-    return sorted(items, key=lambda item: _orderable(item.get(key)), reverse=reverse)
+    return sorted(items, key=lambda item: orderable(item.get(key)), reverse=reverse)
 
 
 # -- running a command -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The Puli-era commands (pul_query, pul_rn, pul_edit, pul_set_status, pul_set_pause and the
 pul_cancel / pul_restart / pul_pause / pul_resume launchers) with their old options, translated
-onto puliquery's functions so that operators' habits and scripts keep working.
+onto puliquery's functions (listings.py, actions.py) so that operators' habits and scripts keep
+working.
 
 Run one as ``python -m puli.cli.pul pul_query ...`` where the console scripts are not installed.
 """
@@ -8,9 +9,9 @@ import argparse
 import sys
 
 from ..model.status import CommandStatus, NodeStatus, RenderNodeStatus
-from . import puliquery
-from .common import (SERVER_HELP, UsageError, comparison, epoch_param, name_regex, parse_statuses,
-                     restrictions, run)
+from . import actions, listings
+from .common import (SERVER_HELP, UsageError, comparison, connect, epoch_param, name_regex,
+                     parse_statuses, restrictions, run)
 from .render import Output
 
 # -C field=value: the fields each tool knows, and how a value becomes the API's.
@@ -74,20 +75,16 @@ def _format(args):
     return "table"
 
 
-def _connect(args):
-    return puliquery.connect(args)
-
-
 # -- pul_query, pul_rn --------------------------------------------------------------------------------
 def _query(args):
     out = Output(_format(args))
     if args.data == "command":
         constraints = restrictions(args.restrictions) + _constraints(args, _COMMAND_FIELDS)
-        puliquery.show_commands(_connect(args), out, constraints, args.attribute,
+        listings.show_commands(connect(args), out, constraints, args.attribute,
                                 args.sort, args.reverse)
     else:
         constraints = restrictions(args.restrictions) + _constraints(args, _JOB_FIELDS)
-        puliquery.show_jobs(_connect(args), out, constraints, args.attribute, args.tree,
+        listings.show_jobs(connect(args), out, constraints, args.attribute, args.tree,
                             args.sort, args.reverse, args.long)
 
 
@@ -103,7 +100,7 @@ def query(argv=None):
 
 def _rn(args):
     constraints = _constraints(args, _RN_FIELDS)
-    puliquery.show_rns(_connect(args), Output(_format(args)), constraints, args.attribute,
+    listings.show_rns(connect(args), Output(_format(args)), constraints, args.attribute,
                        args.sort, args.reverse)
 
 
@@ -120,7 +117,7 @@ def _edit(action, value_of=None):
         constraints = restrictions(args.restrictions) + _constraints(args, _JOB_FIELDS)
         fmt = "json" if getattr(args, "json", False) else "table"
         act = action(args) if callable(action) else action
-        puliquery.edit_jobs(_connect(args), Output(fmt), act, constraints,
+        actions.edit_jobs(connect(args), Output(fmt), act, constraints,
                             value_of(args) if value_of else None)
     return handler
 

@@ -36,7 +36,7 @@ def apply_config(service, settings):
         if name not in farm.licenses:
             farm.set_license(name, count)
     if settings.pools_backend == "file":
-        for name, members in settings.pools.items():
+        for name in settings.pools:
             farm.get_pool(name)
         for rn in farm.render_nodes.values():
             render_node_admin.set_render_node_pools(farm, rn, file_pools_of(settings, rn.name), create=False)

@@ -9,6 +9,8 @@ import re
 
 import puli
 
+from .resources import filters
+
 
 def ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
@@ -175,17 +177,27 @@ def _q(name, schema, description, repeat=False, required=False):
 
 
 PAGE = [_q("offset", INT, "rows to skip"), _q("limit", INT, "rows to return (default 1000)")]
-JOB_CONSTRAINTS = [
-    _q("constraint_id", INT, "job ids", True),
-    _q("constraint_status", NODE_STATUS, "job statuses", True),
-    _q("constraint_user", STR, "users", True),
-    _q("constraint_prod", STR, "tags.prod values", True),
-    _q("constraint_name", STR, "regular expressions matched at the start of the name", True),
-    _q("constraint_pool", STR, "pool names", True),
-    _q("constraint_creationtime", STR, "created at or after ('YYYY-mm-dd HH:MM:SS' or epoch)"),
-    _q("constraint_starttime", STR, "started at or after"),
-    _q("constraint_endtime", STR, "ended at or after"),
-]
+# The values each kind of filter takes (resources/filters.py).
+_FILTER_SCHEMAS = {
+    "ints": INT, "strs": STR, "patterns": STR, "node_statuses": NODE_STATUS,
+    "command_statuses": COMMAND_STATUS, "rn_statuses": RN_STATUS, "date": STR, "window": STR,
+    "int_comparisons": STR, "float_comparisons": STR, "tags": obj(additional=arr(STR)),
+}
+
+
+def constraints(table):
+    """The constraint_<key> parameters of a route's filters."""
+    return [_q(filters.PARAM_PREFIX + f.key, _FILTER_SCHEMAS[f.kind], f.doc, f.repeat) for f in table.values()]
+
+
+def filter_body(table, **more):
+    """The POST body of a route's filters."""
+    schemas = {f.key: arr(_FILTER_SCHEMAS[f.kind]) if f.repeat else _FILTER_SCHEMAS[f.kind]
+               for f in table.values()}
+    return obj({**schemas, **more})
+
+
+JOB_CONSTRAINTS = constraints(filters.JOB_QUERY)
 ATTR = _q("attr", STR, "fields to return (default: Puli's columns); tags:<key> for a tag", True)
 
 
@@ -345,29 +357,17 @@ op("get", "/query", "Jobs as rows of the chosen fields",
    returns=QUERY, errors=(400,))
 op("get", "/query/command", "Commands as rows of the chosen fields", query=[
     ATTR, _q("constraint_id", INT, "nodes (usually jobs) whose commands to list", True),
-    _q("constraint_command", INT, "command ids", True),
-    _q("constraint_status", COMMAND_STATUS, "command statuses", True),
-    _q("constraint_starttime", STR, "'[<|>]YYYY-mm-dd HH:MM:SS': started after (default) or before"),
+    *constraints(filters.COMMAND_QUERY),
     _q("offset", INT, "rows to skip"), _q("limit", INT, "rows to return (default: all)"),
 ], returns=QUERY, errors=(400,))
 op("get", "/query/rn", "Render nodes as rows of the chosen fields", query=[
     _q("attr", STR, "fields; caracteristics:<key> for one caracteristic", True),
-    _q("constraint_status", RN_STATUS, "statuses", True),
-    _q("constraint_name", STR, "name regular expressions", True),
-    _q("constraint_host", STR, "host regular expressions", True),
-    _q("constraint_pool", STR, "pool names", True),
-    _q("constraint_speed", STR, "+N more than, -N less than, N equal", True),
-    _q("constraint_ramsize", STR, "+N, -N or N (MB)", True),
-    _q("constraint_coresnumber", STR, "+N, -N or N", True),
+    *constraints(filters.RN_QUERY),
 ], returns=QUERY, errors=(400,))
 op("post", "/query/job", "Jobs, with their subtree and commands when recursive",
-   body=obj({"id": arr(INT), "name": arr(STR), "pool": arr(STR), "status": arr(NODE_STATUS),
-             "user": arr(STR), "tags": obj(additional=arr(STR)), "recursive": BOOL}),
-   returns=QUERY, errors=(400,))
+   body=filter_body(filters.JOB_SEARCH, recursive=BOOL), returns=QUERY, errors=(400,))
 op("post", "/query/rendernode", "Render nodes matching the filters",
-   body=obj({"id": arr(INT), "name": arr(STR), "host": arr(STR), "status": arr(RN_STATUS),
-             "version": arr(STR), "pool": arr(STR)}),
-   returns=QUERY, errors=(400,))
+   body=filter_body(filters.RN_SEARCH), returns=QUERY, errors=(400,))
 EDIT = "Refused (400) without any constraint_* parameter."
 op("put", "/edit/status", "Restart (1), force DONE (3) or cancel (5) the filtered jobs",
    query=[_q("update_status", INT, "1, 3 or 5", required=True), *JOB_CONSTRAINTS],

@@ -199,7 +199,7 @@ def summarise(copy, now):
     """Outside the lock: the summary of an ended job from copy_job()."""
     per_frame, node_seconds, wall, cpu, peak, cpu_known = [], 0.0, 0.0, 0.0, None, False
     causes, failed_runs, frames, end = Counter(), 0, 0, copy["endTime"]
-    for status, start, stop, nb_frames, cores, rn, rn_cores, message, stats, attempt in copy["commands"]:
+    for status, start, stop, nb_frames, cores, _rn, rn_cores, message, stats, attempt in copy["commands"]:
         frames += nb_frames
         if start is not None and stop is not None and stop >= start:
             seconds = stop - start

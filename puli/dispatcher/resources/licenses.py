@@ -2,7 +2,7 @@
 from ...model import pool_admin
 from ...model.errors import NotFound
 from .. import views
-from .common import BadField, field, read_body
+from .common import BadField, field, read_body, str_list
 
 
 def _license(farm, name):
@@ -40,11 +40,8 @@ class License:
     def on_delete(self, req, resp, name):
         """{rns: "host:port,..."}: give back the tokens those render nodes hold (a runner
         that is done with its license before its command ends)."""
-        body = read_body(req)
-        rns = body.get("rns")
-        if isinstance(rns, str):
-            rns = [n.strip() for n in rns.split(",") if n.strip()]
-        if not isinstance(rns, list) or not rns or not all(isinstance(n, str) for n in rns):
+        rns = str_list(read_body(req), "rns")
+        if not rns:
             raise BadField("rns", "'rns' must name render nodes: \"host:port,host:port\" or a list")
         with self.service.lock:
             media = views.license(pool_admin.release_license(self.service.farm, name, rns))

@@ -1,6 +1,7 @@
 """The job tree: /nodes/ reads and the job operations (status, pause, cancel, edits, pool)."""
 from ...model import job_operations, lookup
 from ...model.errors import NotFound
+from ...sorting import orderable
 from .. import views
 from .common import (BadField, command_statuses, field, job_node, param_ints, param_strs,
                      read_body)
@@ -37,17 +38,8 @@ class Node:
 def _sort_key(name):
     if name.startswith("tags:"):
         tag = name[5:]
-        return lambda view: _orderable(view["tags"].get(tag))
-    return lambda view: _orderable(view.get(name))
-
-
-def _orderable(value):
-    # None sorts first; numbers before strings so mixed tags never fail to compare.
-    if value is None:
-        return (0, 0, "")
-    if isinstance(value, (int, float)):
-        return (1, value, "")
-    return (2, 0, str(value))
+        return lambda view: orderable(view["tags"].get(tag))
+    return lambda view: orderable(view.get(name))
 
 
 class Children:

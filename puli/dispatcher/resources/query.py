@@ -1,9 +1,6 @@
-"""Batch query and edit (puliquery's routes): filter jobs, commands or render nodes with
-repeatable ``constraint_*`` parameters (OR within one key, AND across keys), pick fields with
-``attr=``, and edit every filtered job at once.
-
-An edit refuses to run without a constraint, and an unknown ``constraint_*`` is an error
-rather than ignored: a misspelled filter must never widen an edit to the whole farm.
+"""Batch query and edit (puliquery's routes): filter jobs, commands or render nodes (filters.py),
+pick fields with ``attr=``, and edit every filtered job at once; an edit refuses to run without
+a constraint.
 """
 import time
 
@@ -12,8 +9,8 @@ import falcon
 from ...model import job_operations
 from ...model.status import NodeStatus
 from .. import views
-from .common import (BadField, command_statuses, field, int_list, node_statuses, param_ints,
-                     param_strs, parse_date, read_body, regex, str_list)
+from . import filters
+from .common import BadField, field, param_ints, param_strs, read_body
 
 JOB_ATTRS = ["id", "user", "name", "tags:prod", "tags:shot", "status", "completion",
              "dispatchKey", "startTime", "creationTime", "endTime", "updateTime",
@@ -25,13 +22,6 @@ COMMAND_ATTRS = ["id", "task", "description", "renderNode", "nbFrames", "avgTime
 RN_ATTRS = ["id", "name", "host", "port", "ramSize", "coresNumber", "speed", "status",
             "lastAliveTime", "createDate", "registerDate", "puliversion", "pools",
             "systemFreeRam", "systemSwapPercentage"]
-
-JOB_CONSTRAINTS = ("constraint_id", "constraint_status", "constraint_user", "constraint_prod",
-                   "constraint_name", "constraint_pool", "constraint_creationtime",
-                   "constraint_starttime", "constraint_endtime")
-COMMAND_CONSTRAINTS = ("constraint_id", "constraint_command", "constraint_status", "constraint_starttime")
-RN_CONSTRAINTS = ("constraint_status", "constraint_name", "constraint_host", "constraint_pool",
-                  "constraint_speed", "constraint_ramsize", "constraint_coresnumber")
 
 
 def _envelope(items, total, started):
@@ -46,12 +36,6 @@ def _envelope(items, total, started):
     }
 
 
-def _check_constraints(req, known):
-    for key in req.params:
-        if key.startswith("constraint_") and key not in known:
-            raise BadField(key, f"unknown constraint {key!r}; known: {', '.join(known)}")
-
-
 def _flag(req, name):
     """A flag parameter: ?tree, ?tree=1, ?tree=true are on; ?tree=0 and ?tree=false are off."""
     if name in req.params:
@@ -59,44 +43,9 @@ def _flag(req, name):
     return name in falcon.uri.parse_query_string(req.query_string, keep_blank=True)
 
 
-def _first_date(req, name):
-    values = param_strs(req, name)
-    return parse_date(name, values[0]) if values else None
-
-
 def job_filters(req):
     """Predicates over jobs from the request's job constraints."""
-    _check_constraints(req, JOB_CONSTRAINTS)
-    preds = []
-    ids = set(param_ints(req, "constraint_id"))
-    if ids:
-        preds.append(lambda j: j.id in ids)
-    statuses = node_statuses("constraint_status", param_ints(req, "constraint_status"))
-    if statuses:
-        preds.append(lambda j: j.status in statuses)
-    users = set(param_strs(req, "constraint_user"))
-    if users:
-        preds.append(lambda j: j.user in users)
-    prods = set(param_strs(req, "constraint_prod"))
-    if prods:
-        preds.append(lambda j: str(j.tags.get("prod", "")) in prods)
-    pools = set(param_strs(req, "constraint_pool"))
-    if pools:
-        preds.append(lambda j: j.share is not None and j.share.pool.name in pools)
-    names = param_strs(req, "constraint_name")
-    if names:
-        rx = regex("constraint_name", names)
-        preds.append(lambda j: rx.match(j.name) is not None)
-    since = _first_date(req, "constraint_creationtime")
-    if since is not None:
-        preds.append(lambda j: j.creation_time >= since)
-    started = _first_date(req, "constraint_starttime")
-    if started is not None:
-        preds.append(lambda j: j.start_time is not None and j.start_time >= started)
-    ended = _first_date(req, "constraint_endtime")
-    if ended is not None:
-        preds.append(lambda j: j.end_time is not None and j.end_time >= ended)
-    return preds
+    return filters.from_params(req, filters.JOB_QUERY)
 
 
 def _matching(jobs, preds):
@@ -185,35 +134,13 @@ class CommandQuery:
 
     def on_get(self, req, resp):
         started = time.perf_counter()
-        _check_constraints(req, COMMAND_CONSTRAINTS)
+        preds = filters.from_params(req, filters.COMMAND_QUERY, extra=("id",))
         attrs = param_strs(req, "attr") or COMMAND_ATTRS
         _check_attrs(attrs, views.COMMAND_FIELDS, extra=("arguments",))
         node_ids = param_ints(req, "constraint_id")
-        command_ids = set(param_ints(req, "constraint_command"))
-        statuses = command_statuses("constraint_status", param_ints(req, "constraint_status"))
-        start = param_strs(req, "constraint_starttime")
-        after = before = None
-        if start:
-            text = start[0]
-            if text[:1] in "<>" and text:
-                when = parse_date("constraint_starttime", text[1:])
-                after, before = (when, None) if text[0] == ">" else (None, when)
-            else:
-                after = parse_date("constraint_starttime", text)
         offset = req.get_param_as_int("offset", min_value=0, default=0)
         limit = req.get_param_as_int("limit", min_value=0)
         detail = "arguments" in attrs
-
-        def wanted(c):
-            if command_ids and c.id not in command_ids:
-                return False
-            if statuses and c.status not in statuses:
-                return False
-            if after is not None and (c.start_time is None or c.start_time < after):
-                return False
-            if before is not None and (c.start_time is None or c.start_time > before):
-                return False
-            return True
 
         with self.service.lock:
             farm = self.service.farm
@@ -222,7 +149,7 @@ class CommandQuery:
                 cmds = (c for n in nodes for t in n.tasks() for c in t.commands)
             else:
                 cmds = iter(farm.commands.values())
-            matched = [c for c in cmds if wanted(c)]
+            matched = [c for c in cmds if all(p(c) for p in preds)]
             matched = matched[offset:offset + limit] if limit is not None else matched[offset:]
             items = []
             for c in matched:
@@ -230,49 +157,6 @@ class CommandQuery:
                 items.append({a: view.get(a) for a in attrs})
             total = len(farm.commands)
         resp.media = _envelope(items, total, started)
-
-
-def _compare(name, spec, kind):
-    """Puli's +x (greater than), -x (less than), x (equal).
-
-    An unencoded "+" arrives as a space: it means greater than too.
-    """
-    try:
-        if spec[:1] in ("+", " "):
-            value = kind(spec[1:])
-            return lambda v: v is not None and v > value
-        if spec[:1] == "-":
-            value = kind(spec[1:])
-            return lambda v: v is not None and v < value
-        value = kind(spec)
-        return lambda v: v == value
-    except ValueError:
-        raise BadField(name, f"{spec!r}: use +N (more than), -N (less than) or N (equal)") from None
-
-
-def rn_filters(req):
-    _check_constraints(req, RN_CONSTRAINTS)
-    preds = []
-    statuses = set(param_ints(req, "constraint_status"))
-    if statuses:
-        preds.append(lambda rn: int(rn.status) in statuses)
-    names = param_strs(req, "constraint_name")
-    if names:
-        rx_name = regex("constraint_name", names)
-        preds.append(lambda rn: rx_name.match(rn.name) is not None)
-    hosts = param_strs(req, "constraint_host")
-    if hosts:
-        rx_host = regex("constraint_host", hosts)
-        preds.append(lambda rn: rx_host.match(rn.host) is not None)
-    pools = set(param_strs(req, "constraint_pool"))
-    if pools:
-        preds.append(lambda rn: any(p.name in pools for p in rn.pools))
-    for key, attr, kind in (("constraint_speed", "speed", float), ("constraint_ramsize", "ram", int),
-                            ("constraint_coresnumber", "cores", int)):
-        for spec in param_strs(req, key):
-            test = _compare(key, spec, kind)
-            preds.append(lambda rn, test=test, attr=attr: test(getattr(rn, attr)))
-    return preds
 
 
 class RenderNodeQuery:
@@ -283,7 +167,7 @@ class RenderNodeQuery:
 
     def on_get(self, req, resp):
         started = time.perf_counter()
-        preds = rn_filters(req)
+        preds = filters.from_params(req, filters.RN_QUERY)
         attrs = param_strs(req, "attr") or RN_ATTRS
         _check_attrs(attrs, views.RENDER_NODE_FIELDS, ("caracteristics:",))
         with self.service.lock:
@@ -312,30 +196,7 @@ class JobSearch:
     def on_post(self, req, resp):
         started = time.perf_counter()
         body = read_body(req, required=False)
-        preds = []
-        ids = set(int_list(body, "id", []))
-        if ids:
-            preds.append(lambda j: j.id in ids)
-        names = str_list(body, "name", [])
-        if names:
-            rx = regex("name", names)
-            preds.append(lambda j: rx.match(j.name) is not None)
-        pools = set(str_list(body, "pool", []))
-        if pools:
-            preds.append(lambda j: j.share is not None and j.share.pool.name in pools)
-        statuses = node_statuses("status", int_list(body, "status", []))
-        if statuses:
-            preds.append(lambda j: j.status in statuses)
-        users = set(str_list(body, "user", []))
-        if users:
-            preds.append(lambda j: j.user in users)
-        tags = field(body, "tags", dict, {})
-        for key, values in tags.items():
-            if not isinstance(values, list):
-                raise BadField(f"tags.{key}", f"'tags.{key}' must be a list of values")
-        if tags:
-            wanted = {k: {str(v) for v in vs} for k, vs in tags.items()}
-            preds.append(lambda j: any(str(j.tags.get(k)) in vs for k, vs in wanted.items() if k in j.tags))
+        preds = filters.from_body(body, filters.JOB_SEARCH)
         recursive = field(body, "recursive", bool, True)
 
         def pick(node):
@@ -362,25 +223,7 @@ class RenderNodeSearch:
 
     def on_post(self, req, resp):
         started = time.perf_counter()
-        body = read_body(req, required=False)
-        preds = []
-        ids = set(int_list(body, "id", []))
-        if ids:
-            preds.append(lambda rn: rn.id in ids)
-        for key, attr in (("name", "name"), ("host", "host")):
-            patterns = str_list(body, key, [])
-            if patterns:
-                rx = regex(key, patterns)
-                preds.append(lambda rn, rx=rx, attr=attr: rx.match(getattr(rn, attr)) is not None)
-        statuses = set(int_list(body, "status", []))
-        if statuses:
-            preds.append(lambda rn: int(rn.status) in statuses)
-        versions = set(str_list(body, "version", []))
-        if versions:
-            preds.append(lambda rn: rn.puliversion in versions)
-        pools = set(str_list(body, "pool", []))
-        if pools:
-            preds.append(lambda rn: any(p.name in pools for p in rn.pools))
+        preds = filters.from_body(read_body(req, required=False), filters.RN_SEARCH)
         with self.service.lock:
             rns = self.service.farm.render_nodes.values()
             total = len(rns)

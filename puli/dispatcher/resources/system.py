@@ -6,7 +6,7 @@ import time
 
 import puli
 
-from ...model.status import CommandStatus, NodeStatus, RenderNodeStatus
+from ...model.status import CommandStatus, RenderNodeStatus
 from .. import openapi, views
 
 
