@@ -1,8 +1,11 @@
 """Graph.execute(): a graph run here, without a farm, through the real commandwatcher."""
 import io
 import sys
+import time
 
-from puli.client import BLOCKED, DONE, ERROR, Graph
+import pytest
+
+from puli.client import BLOCKED, DONE, ERROR, Graph, GraphExecError
 
 
 def appender(log, text, extra=""):
@@ -57,6 +60,67 @@ def test_a_job_whose_commands_can_never_run_ends_blocked(tmp_path):
     b = graph.addNewTask("b", {"cmd": "true"})
     b.dependsOn(a, [ERROR])
     assert graph.execute(logDir=tmp_path, verbose=False) == BLOCKED
+
+
+def test_a_group_timer_holds_its_tasks_back_and_the_run_waits_for_it(tmp_path):
+    order = tmp_path / "order.txt"
+    graph = Graph("timers")
+    timer = time.time() + 1
+    # Submitted first: without its group's timer, `later` would run first.
+    late = graph.addNewTaskGroup("late", timer=timer)
+    late.addNewTask("later", {"cmd": [sys.executable, "-c",
+                                      f"import time; open({str(order)!r}, 'a').write(f'later {{time.time()!r}}\\n')"]})
+    graph.addNewTask("now", {"cmd": appender(order, "now")})
+    out = io.StringIO()
+    assert graph.execute(logDir=tmp_path / "logs", stream=out) == DONE
+    first, second = order.read_text().splitlines()
+    assert first == "now" and second.startswith("later ")
+    assert float(second.split()[1]) >= timer           # never before its timer
+    assert "waiting until" in out.getvalue() and "for the timer of 'late'" in out.getvalue()
+
+
+def test_inner_groups_override_what_outer_groups_give_their_tasks(tmp_path):
+    out_file = tmp_path / "out.txt"
+    graph = Graph("inherit")
+    outer = graph.addNewTaskGroup("outer", environment={"SHOT": "outer", "SEQ": "sq010"},
+                                  arguments={"cmd": appender(out_file, "from-outer")})
+    inner = outer.addNewTaskGroup("inner", environment={"SHOT": "sh0040"},
+                                  arguments={"cmd": appender(out_file, "$SEQ-$SHOT")})
+    inner.addNewTask("t", {})
+    assert graph.execute(logDir=tmp_path / "logs", verbose=False) == DONE
+    assert out_file.read_text().split() == ["sq010-sh0040"]
+
+
+def test_pools_licenses_resources_and_a_paused_submission_do_not_stop_a_local_run(tmp_path):
+    out_file = tmp_path / "out.txt"
+    graph = Graph("farmish", poolName="lighting", tags={"paused": "true"})
+    graph.addNewTask("render", {"cmd": appender(out_file, "cores=$PULI_ALLOCATED_CORES-local=$PULI_LOCAL")},
+                     lic="nuke&houdini", minNbCores=8, ramUse=16000, requirements={"softs": ["blender"]})
+    graph.addNewTask("comp", {"cmd": appender(out_file, "comp")}, lic="nuke", maxNbCores=1)
+    assert graph.execute(logDir=tmp_path / "logs", verbose=False) == DONE
+    # The farm's allocation: the whole node for the first, the one core it asks for the second.
+    assert out_file.read_text().split() == ["cores=8-local=1", "comp"]
+
+
+def test_a_graph_that_cannot_run_here_is_refused_before_anything_runs(tmp_path):
+    graph = Graph("elsewhere")
+    graph.addNewTask("t", {"cmd": "touch " + str(tmp_path / "ran")}).dependsOn(42)
+    with pytest.raises(GraphExecError, match="'t' depends on node 42 of the farm: .* cannot run locally"):
+        graph.execute(logDir=tmp_path / "logs", detached=True)
+    bad = Graph("bad")
+    bad.addNewTask("t", {"cmd": "touch " + str(tmp_path / "ran")}, minNbCores=4, maxNbCores=2)
+    with pytest.raises(GraphExecError, match=r"maxNbCores \(2\) is below minNbCores \(4\)"):
+        bad.execute(logDir=tmp_path / "logs")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_detached_run_goes_on_in_a_thread(tmp_path):
+    out_file = tmp_path / "out.txt"
+    graph = Graph("detached")
+    graph.addNewTask("t", {"cmd": appender(out_file, "ran")})
+    thread = graph.execute(logDir=tmp_path / "logs", verbose=False, detached=True)
+    thread.join(60)
+    assert not thread.is_alive() and out_file.read_text() == "ran\n"
 
 
 def test_argv_commands_runners_and_max_run_time(tmp_path):

@@ -239,18 +239,18 @@ class Graph:
     # -- local execution ------------------------------------------------------------------------
 
     def execute(self, detached=False, logDir=None, verbose=True, stream=None):
-        """Run the graph here, without a farm: see puli.client.local.execute_graph.
+        """Run the graph here, on a farm of one local render node: see puli.client.local.
         Returns the final node status of the job (DONE, ERROR, CANCELED, or BLOCKED when some
-        commands could never run). `detached` runs it in a thread and returns the thread."""
-        from .local import execute_graph
-        data = self.prepareGraphRepresentation()
+        commands could never run). `detached` runs it in a thread and returns the thread; the
+        graph is checked before (GraphExecError when it cannot run here)."""
+        from .local import LocalRun
+        run = LocalRun(self.prepareGraphRepresentation(), log_dir=logDir, verbose=verbose, stream=stream)
         if detached:
             import threading
-            thread = threading.Thread(target=execute_graph, args=(data,),
-                                      kwargs=dict(log_dir=logDir, verbose=verbose, stream=stream), daemon=False)
+            thread = threading.Thread(target=run.run, daemon=False)
             thread.start()
             return thread
-        return execute_graph(data, log_dir=logDir, verbose=verbose, stream=stream)
+        return run.run()
 
 
 def _post_graph(data, host, port, timeout):
