@@ -7,8 +7,11 @@
   every start compiles the sources). For scale, the same command started directly.
 - cpu: the watcher's own CPU time (user + sys, psutil, watcher process only) per second of wall
   time while its command prints 100 PULI_PROGRESS lines per second for 10 s (target < 1 % of a core).
+- state_writes: how often state.json is written while the command prints 3000 PULI_PROGRESS lines
+  as fast as it can: the updates are coalesced, one write per MIN_INTERVAL at most while it runs,
+  plus the first and the final one (target: no more than max_writes).
 
-Usage: python benchmarks/watcher.py [--runs 20] [--seconds 10] [--rate 100]
+Usage: python benchmarks/watcher.py [--runs 20] [--seconds 10] [--rate 100] [--lines 3000]
 """
 import argparse
 import json
@@ -21,6 +24,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from puli.commandwatcher.state import MIN_INTERVAL
 
 MARK = b"first-line"
 
@@ -118,11 +123,26 @@ def measure_cpu(base, seconds, rate):
             "final_status": state["status"], "target_percent": 1.0}
 
 
+def measure_state_writes(base, lines):
+    directory = base / "state-writes"
+    directory.mkdir()
+    cmd = f"i=0; while [ $i -lt {lines} ]; do i=$((i+1)); echo PULI_PROGRESS 0.$i; done"
+    (directory / "assignment.json").write_text(json.dumps(assignment(directory, cmd, 998)))
+    started = time.perf_counter()
+    watcher = spawn_watcher(directory, bytecode_env(base))
+    watcher.wait()
+    elapsed = time.perf_counter() - started
+    state = json.loads((directory / "state.json").read_text())
+    return {"progress_lines": lines, "seconds": round(elapsed, 3), "state_writes": state["seq"],
+            "max_writes": int(elapsed / MIN_INTERVAL) + 2, "final_status": state["status"]}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=100)
+    parser.add_argument("--lines", type=int, default=3000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="puli-watcher-bench-") as tmp:
         base = Path(tmp)
@@ -130,7 +150,8 @@ def main():
                   "start": measure_start(base, args.runs, bytecode_env(base), "compiled", warm_up=2),
                   "start_without_bytecode_cache": measure_start(base, args.runs, None, "source")
                   if os.environ.get("PYTHONDONTWRITEBYTECODE") else "same as start",
-                  "cpu": measure_cpu(base, args.seconds, args.rate)}
+                  "cpu": measure_cpu(base, args.seconds, args.rate),
+                  "state_writes": measure_state_writes(base, args.lines)}
     print(json.dumps(result, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""Runner parameters and validation, the built-in runners' runs, loading by name, and the log file."""
+"""Runner parameters and validation, the built-in runners' steps, loading by name, and the log file."""
 from pathlib import Path
 
 import pytest
@@ -77,11 +77,11 @@ def test_default_runner_runs_one_process_per_frame_with_substitution():
     runner = DefaultCommandRunner()
     arguments = runner.validate({"cmd": "render -f %%MI_FRAME%% -s %%MI_START%% -e %%MI_END%% 'x y'",
                                  "start": "10", "end": 12})
-    runs = runner.runs(arguments)
-    assert [run.label for run in runs] == ["frame 10", "frame 11", "frame 12"]
-    assert runs[1].argv == ["/bin/sh", "-c", "render -f 11 -s 10 -e 12 'x y'"]
-    argv_runs = runner.runs(runner.validate({"cmd": ["render", "-f", "%%MI_FRAME%%", "$HOME;"]}))
-    assert [run.argv for run in argv_runs] == [["render", "-f", "1", "$HOME;"]]
+    steps = runner.steps(arguments)
+    assert [step.label for step in steps] == ["frame 10", "frame 11", "frame 12"]
+    assert steps[1].argv == ["/bin/sh", "-c", "render -f 11 -s 10 -e 12 'x y'"]
+    argv_steps = runner.steps(runner.validate({"cmd": ["render", "-f", "%%MI_FRAME%%", "$HOME;"]}))
+    assert [step.argv for step in argv_steps] == [["render", "-f", "1", "$HOME;"]]
     with pytest.raises(ValidationError, match="'end': 1 is before start 2"):
         runner.validate({"cmd": "x", "start": 2, "end": 1})
     with pytest.raises(ValidationError, match="'cmd': expected a non-empty shell command"):
@@ -107,7 +107,7 @@ def test_runners_are_loaded_by_dotted_path_and_puli_names():
     with pytest.raises(RunnerLoadError, match="cannot import runner module 'nowhere'"):
         load_runner_class("nowhere.Runner")
     with pytest.raises(RunnerLoadError, match="is not a CommandRunner class"):
-        load_runner_class("puli.commandwatcher.runners.Run")
+        load_runner_class("puli.commandwatcher.runners.Step")
     with pytest.raises(RunnerLoadError, match="dotted path"):
         load_runner_class("Runner")
 

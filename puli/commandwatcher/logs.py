@@ -1,4 +1,5 @@
 """A command's log file: its output and the watcher's own `[puli]` lines, rotated by size."""
+import logging
 import os
 import time
 
@@ -51,3 +52,14 @@ class CommandLog:
 
     def close(self):
         self.file.close()
+
+
+class LogHandler(logging.Handler):
+    """Routes the watcher's library logging (e.g. isolation warnings) into the command's log."""
+
+    def __init__(self, command_log):
+        super().__init__(logging.INFO)
+        self.command_log = command_log
+
+    def emit(self, record):
+        self.command_log.note(f"{record.levelname.lower()}: {record.getMessage()}")

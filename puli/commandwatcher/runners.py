@@ -1,7 +1,7 @@
-"""The built-in command-line runners: DefaultCommandRunner (one run per frame, with frame
-substitution) and CommandLineRunner (one run).
+"""The built-in command-line runners: DefaultCommandRunner (one step per frame, with frame
+substitution) and CommandLineRunner (one step).
 
-Both describe their work as a list of `Run`s. The watcher runs those itself, each as a direct
+Both describe their work as a list of `Step`s. The watcher runs those itself, each as a direct
 subprocess (no Python in between, so starting is fast); `execute()` does the same for a subclass
 run in a runner child process, or for a local run.
 """
@@ -17,8 +17,9 @@ from puli.commandwatcher.runner import CommandError, CommandRunner, IntegerParam
 SHELL = "/bin/sh"
 
 
-# One process to run: its argv and what the log calls it.
-Run = namedtuple("Run", "argv label")
+# One process to run: its argv and what the log calls it. (A step, not a "run": a run is a
+# command's attempt on a node.)
+Step = namedtuple("Step", "argv label")
 
 
 class CommandParameter(Parameter):
@@ -49,22 +50,22 @@ def substitute(cmd, frame, start, end):
 class CommandLineRunnerBase(CommandRunner):
     """A runner whose work is a list of processes; execute() runs them one after the other."""
 
-    def runs(self, arguments):
+    def steps(self, arguments):
         """The processes to run, for validated arguments."""
         raise NotImplementedError
 
     def execute(self, arguments, updateCompletion, updateMessage, updateStats=None):
-        runs = self.runs(arguments)
+        steps = self.steps(arguments)
         read = make_reader(arguments.get("parser"), arguments)
-        for index, run in enumerate(runs):
-            updateMessage(run.label)
-            status = _run_with_progress(run.argv, read, lambda fraction: updateCompletion(
-                (index + fraction) / len(runs)), updateMessage, updateStats)
+        for index, step in enumerate(steps):
+            updateMessage(step.label)
+            status = _run_with_progress(step.argv, read, lambda fraction, index=index: updateCompletion(
+                (index + fraction) / len(steps)), updateMessage, updateStats)
             if status > 0:
-                raise CommandError(f"{run.label}: exit code {status}")
+                raise CommandError(f"{step.label}: exit code {status}")
             if status < 0:
-                raise CommandError(f"{run.label}: killed by signal {signal.Signals(-status).name}")
-            updateCompletion((index + 1) / len(runs))
+                raise CommandError(f"{step.label}: killed by signal {signal.Signals(-status).name}")
+            updateCompletion((index + 1) / len(steps))
 
 
 def _run_with_progress(argv, read, on_fraction, on_message, on_stats):
@@ -100,9 +101,9 @@ class DefaultCommandRunner(CommandLineRunnerBase):
             raise ValidationError("end", f"{arguments['end']} is before start {arguments['start']}")
         return arguments
 
-    def runs(self, arguments):
+    def steps(self, arguments):
         start, end = arguments["start"], arguments["end"]
-        return [Run(command_argv(substitute(arguments["cmd"], frame, start, end)), f"frame {frame}")
+        return [Step(command_argv(substitute(arguments["cmd"], frame, start, end)), f"frame {frame}")
                 for frame in range(start, end + 1)]
 
 
@@ -111,5 +112,5 @@ class CommandLineRunner(CommandLineRunnerBase):
 
     args = CommandParameter(mandatory=True)
 
-    def runs(self, arguments):
-        return [Run(command_argv(arguments["args"]), "command")]
+    def steps(self, arguments):
+        return [Step(command_argv(arguments["args"]), "command")]

@@ -10,7 +10,9 @@ RUNNING = int(CommandStatus.RUNNING)
 DONE = int(CommandStatus.DONE)
 ERROR = int(CommandStatus.ERROR)
 CANCELED = int(CommandStatus.CANCELED)
-FINAL = {DONE, ERROR, CANCELED}
+# The statuses a watcher's run ends with (not the model's FINAL: a watcher never reports TIMEOUT,
+# its timeout is an ERROR with timedOut). The worker reads them from here too.
+RUN_ENDS = frozenset({DONE, ERROR, CANCELED})
 
 MIN_INTERVAL = 0.5     # seconds between two writes while running: the worker polls, no need for more
 
@@ -41,7 +43,7 @@ class StateFile:
 
     @property
     def final(self):
-        return self.state["status"] in FINAL
+        return self.state["status"] in RUN_ENDS
 
     def due(self):
         """Monotonic time at which flush() will write, or None when there is nothing to write."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from puli.commandwatcher.state import RUN_ENDS
 from puli.model.status import CommandStatus
 
 log = logging.getLogger("puli.worker.watchers")
@@ -26,7 +27,6 @@ WATCHER_MODULE = "puli.commandwatcher"
 RUNNING = int(CommandStatus.RUNNING)
 ERROR = int(CommandStatus.ERROR)
 CANCELED = int(CommandStatus.CANCELED)
-FINAL = frozenset({int(CommandStatus.DONE), ERROR, CANCELED})
 # After SIGTERM the watcher itself waits kill_grace before SIGKILL; past this margin on top we
 # stop trusting it and kill everything ourselves.
 STOP_MARGIN = 5.0
@@ -78,7 +78,7 @@ class Run:
 
     @property
     def final(self):
-        return self.status in FINAL
+        return self.status in RUN_ENDS
 
     def report(self):
         """The command update the dispatcher expects for this run's current state."""
@@ -226,7 +226,7 @@ class Watchers:
             log.warning("command %d: unreadable %s (%s)", run.id, path, exc)
             return False
         run.stamp = stamp
-        if run.final and state.get("status") not in FINAL:
+        if run.final and state.get("status") not in RUN_ENDS:
             return False                    # we already ended it ourselves
         run.state = state
         return True

@@ -13,12 +13,13 @@ from pathlib import Path
 import psutil
 
 from .. import notify
+from ..commandwatcher.state import RUN_ENDS
 from . import sysinfo
 from .api import ApiServer, Refused
 from .client import Client, Unreachable
 from .killfile import KILL, Killfile
 from .sender import STOP, Sender
-from .watchers import FINAL, SpawnError, Watchers
+from .watchers import SpawnError, Watchers
 
 log = logging.getLogger("puli.worker")
 
@@ -189,7 +190,7 @@ class Worker:
                 continue
             if outcome == STOP:
                 self.stop_and_forget(run.id, "the dispatcher no longer has it here")
-            elif report.get("status") in FINAL:
+            elif report.get("status") in RUN_ENDS:
                 self.drop(run)              # the dispatcher has (or will never take) its end
 
     def keep_in_touch(self, now):
