@@ -40,7 +40,10 @@ def test_system_reports_version_readiness_and_database(api):
     assert system["version"] and system["ready"] is False and system["jobs"] == 1
     assert system["db"] == {"enabled": False, "ok": True, "error": None, "pendingWrites": True,
                             "refused": 0, "refusedRows": []}
-    assert system["uptime"] >= 0
+    assert system["uptime"] == 0 and system["startedAt"] == api.clock
+    api.clock += 5
+    later = api.get("/system/").json
+    assert later["uptime"] == 5 and later["startedAt"] == system["startedAt"]
 
 
 def test_unknown_route_and_method_answer_json(api):

@@ -300,7 +300,7 @@ def test_settings_are_read_only(defaults):
     with pytest.raises(TypeError):
         settings.pools["other"] = ()
     with pytest.raises(AttributeError, match=r"no setting 'prot' \(did you mean 'port'\?\)"):
-        settings.prot
+        settings.prot  # noqa: B018 -- the attribute access is what is refused
     assert copy.deepcopy(settings) is settings
 
 
@@ -364,13 +364,15 @@ def test_top_level_conf_is_the_packaged_defaults():
 
 
 def test_dispatcher_settings_from_the_command_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(dispatcher_settings, "SYSTEM_PATH", str(tmp_path / "absent.yml"))
+    # A system file of the test's own, not the host's /etc/puli/dispatcher.yml.
+    system = write(tmp_path, "port: 9100\nlicenses: {nuke: 1}\n", "system.yml")
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
     monkeypatch.setenv("PULI_DISPATCHER_LICENSES", "{nuke: 3}")
     args = parser.parse_args(["--set", "db_url=mysql://farm:pw@db.example:3307/puli",
                               "--set", "pools={lighting: [render01:8000, render02]}"])
-    settings = dispatcher_settings.load_settings(args, data_dir=tmp_path)
+    settings = dispatcher_settings.load_settings(args, system_file=system, data_dir=tmp_path)
+    assert settings.port == 9100
     assert settings.licenses == {"nuke": 3}
     assert settings.pools == {"lighting": ("render01:8000", "render02")}
     assert settings.db_url == "mysql://farm:pw@db.example:3307/puli"

@@ -9,18 +9,33 @@ from test_worker_support import (command, farm, job, python_command, reaches, re
                                  submit, the_command, watchers_of)
 
 
+def until(gate):
+    """Shell that waits until the test creates the file `gate`: the command runs as long as
+    the test needs it to, however slow the machine."""
+    return f"while [ ! -e {gate} ]; do sleep 0.1; done"
+
+
 def test_a_command_reports_running_its_progress_then_done(farm, tmp_path):
     worker = ready_worker(farm)
-    job_id = submit(farm, job("progress", "for i in 1 2 3 4 5 6 7 8; do echo PULI_PROGRESS 0.$i; sleep 0.4; done"))
+    gate1, gate2 = tmp_path / "gate1", tmp_path / "gate2"
+    job_id = submit(farm, job("progress", f"echo PULI_PROGRESS 0.3; {until(gate1)}; "
+                                          f"echo PULI_PROGRESS 0.6; {until(gate2)}; echo PULI_PROGRESS 0.8"))
     cmd_id = the_command(farm, job_id)
     seen = []
 
-    def done():
-        cmd = command(farm, cmd_id)
-        seen.append((cmd["status"], cmd["completion"]))
-        return cmd["status"] == CS.DONE
+    def reaches_state(status, completion=None):
+        def check():
+            cmd = command(farm, cmd_id)
+            seen.append((cmd["status"], cmd["completion"]))
+            return cmd["status"] == status and completion in (None, cmd["completion"])
+        return check
 
-    wait_for(done, 30, what="DONE")
+    # Each step of progress is seen while the command runs; only then does it go on.
+    wait_for(reaches_state(CS.RUNNING, 0.3), 30, what="RUNNING at 0.3")
+    gate1.touch()
+    wait_for(reaches_state(CS.RUNNING, 0.6), 30, what="RUNNING at 0.6")
+    gate2.touch()
+    wait_for(reaches_state(CS.DONE), 30, what="DONE")
     progress = [completion for status, completion in seen if status == CS.RUNNING]
     assert any(0 < c < 1 for c in progress), seen
     assert progress == sorted(progress), "progress went backwards"
@@ -67,7 +82,8 @@ def test_cancel_kills_the_command_and_every_process_it_started(farm, tmp_path):
 def test_a_restarted_worker_takes_its_running_command_back_and_reports_it_done_once(farm, tmp_path):
     worker = ready_worker(farm)
     runs = tmp_path / "runs"
-    job_id = submit(farm, job("survives", f"echo run >> {runs}; echo PULI_PROGRESS 0.5; sleep 4"))
+    gate = tmp_path / "gate"
+    job_id = submit(farm, job("survives", f"echo run >> {runs}; echo PULI_PROGRESS 0.5; {until(gate)}"))
     cmd_id = the_command(farm, job_id)
     wait_for(lambda: command(farm, cmd_id)["completion"] == 0.5, what="progress")
 
@@ -77,6 +93,7 @@ def test_a_restarted_worker_takes_its_running_command_back_and_reports_it_done_o
     listed = again.get("/commands/")[1]["commands"]
     assert [(c["id"], c["status"]) for c in listed] == [(cmd_id, CS.RUNNING)]
 
+    gate.touch()                            # the command ends under the new worker
     cmd = reaches(farm, cmd_id, CS.DONE, 30)
     assert runs.read_text() == "run\n", "the command ran twice"
     assert cmd["attempt"] == 1 and cmd["renderNode"] == worker.name
@@ -90,12 +107,14 @@ def flushed(dispatcher):
 def test_a_restarted_dispatcher_gets_the_command_back_without_a_second_run(farm, tmp_path):
     worker = ready_worker(farm)
     runs = tmp_path / "runs"
-    job_id = submit(farm, job("outlives", f"echo run >> {runs}; sleep 2; echo PULI_PROGRESS 1"))
+    gate = tmp_path / "gate"
+    job_id = submit(farm, job("outlives", f"echo run >> {runs}; {until(gate)}; echo PULI_PROGRESS 1"))
     cmd_id = the_command(farm, job_id)
     reaches(farm, cmd_id, CS.RUNNING)
     wait_for(lambda: flushed(farm), what="the write-behind flush")
 
     farm.kill()
+    gate.touch()
     # The command ends while the dispatcher is away: its end waits in the worker.
     wait_for(lambda: [c["status"] for c in worker.get("/commands/")[1]["commands"]] == [CS.DONE], 20,
              what="the command to end on the worker")

@@ -16,19 +16,28 @@ def started(dispatcher, job_id):
     return reaches(dispatcher, the_command(dispatcher, job_id), CS.RUNNING)["id"]
 
 
+def until(gate):
+    """Shell that waits until the test creates the file `gate`: the command runs as long as
+    the test needs it to, however slow the machine."""
+    return f"while [ ! -e {gate} ]; do sleep 0.1; done"
+
+
 def passes_after(dispatcher, moment, count=2):
     """Wait until the dispatcher has run `count` dispatch passes (0.5 s apart) after `moment`."""
     wait_for(lambda: dispatcher.get("/system")[1]["dispatch"]["at"] > moment + 0.5 * count,
              what="dispatch passes")
 
 
-def test_a_paused_node_finishes_its_command_takes_no_new_work_and_stays_paused(farm):
+def test_a_paused_node_finishes_its_command_takes_no_new_work_and_stays_paused(farm, tmp_path):
     worker = ready_worker(farm)
-    first = started(farm, submit(farm, job("first", "sleep 1.5")))
+    gate = tmp_path / "gate"
+    first = started(farm, submit(farm, job("first", until(gate))))
 
     status, body = worker.call("POST", "/pause/", {"content": ""})
     assert status == 202 and body["paused"] is True
     wait_for(lambda: node(farm, worker)["paused"], what="the dispatcher to hold the node paused")
+    assert command(farm, first)["status"] == CS.RUNNING, "pausing stopped the running command"
+    gate.touch()
     reaches(farm, first, CS.DONE, 20)
 
     submitted = time.time()
@@ -64,13 +73,20 @@ def test_killfile_minus_1_kills_the_running_command_and_pauses(farm):
     assert (worker.data_dir / "killfile").read_text() == "", "the node must stay paused, not kill again"
 
 
-def test_killfile_minus_2_restarts_the_worker_once_its_command_has_ended(farm):
+def test_killfile_minus_2_restarts_the_worker_once_its_command_has_ended(farm, tmp_path):
     worker = ready_worker(farm)
-    cmd_id = started(farm, submit(farm, job("graceful", "sleep 2")))
+    gate = tmp_path / "gate"
+    cmd_id = started(farm, submit(farm, job("graceful", until(gate))))
 
     assert worker.call("POST", "/pause/", {"content": "-2"})[0] == 202
     wait_for(lambda: node(farm, worker)["paused"], what="the node to be paused")
+    # Its loop goes round (two heartbeats) with the restart pending: it waits for its command.
+    paused_at = time.time()
+    wait_for(lambda: worker.proc.poll() is not None or node(farm, worker)["lastAliveTime"] > paused_at + 2,
+             what="two heartbeats")
     assert worker.proc.poll() is None, "the worker must wait for its command"
+    assert command(farm, cmd_id)["status"] == CS.RUNNING
+    gate.touch()
     wait_for(lambda: worker.proc.poll() is not None, 20, what="the worker to exit")
     assert worker.proc.returncode == 0
     assert command(farm, cmd_id)["status"] == CS.DONE

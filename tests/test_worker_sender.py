@@ -66,7 +66,8 @@ def outcomes(sender, count):
 
 
 def test_progress_is_coalesced_and_a_status_change_goes_at_once(dispatcher):
-    sender = Sender(Client(dispatcher.url, "rn:8000"), progress_interval=30.0)
+    # Progress waits an hour here: the waits below end in time only for reports that went at once.
+    sender = Sender(Client(dispatcher.url, "rn:8000"), progress_interval=3600.0)
     sender.start()
     try:
         sender.put(report(7), urgent=True)
@@ -76,7 +77,6 @@ def test_progress_is_coalesced_and_a_status_change_goes_at_once(dispatcher):
         sender.put(report(9), urgent=True)
         wait_for(lambda: len(dispatcher.received) == 3, what="the urgent report, with the latest progress")
         assert dispatcher.bodies()[1:] == [report(7, completion=1.0), report(9)]
-        assert dispatcher.received[2][0] - dispatcher.received[0][0] < 5, "an urgent report waited"
         sender.put(report(7, status=5, completion=1.0), urgent=True)
         assert (report(7, status=5, completion=1.0), DELIVERED) in outcomes(sender, 4)
     finally:
@@ -104,7 +104,8 @@ def test_a_failing_dispatcher_is_retried_with_backoff_and_the_last_report_delive
         sender.put(report(5, completion=0.1), urgent=True)
         wait_for(lambda: len(dispatcher.received) >= 4, 10, what="retries")
         gaps = [b[0] - a[0] for a, b in zip(dispatcher.received, dispatcher.received[1:])]
-        assert gaps == sorted(gaps) and gaps[-1] >= 0.5, gaps
+        # Each retry waits at least its backoff, doubled from the first: lower bounds only.
+        assert all(gap >= backoff for gap, backoff in zip(gaps, (0.2, 0.4, 0.8))), gaps
         sender.put(report(5, completion=0.6))      # a newer report replaces the one retried
         dispatcher.status = 200
         (delivered, outcome), = outcomes(sender, 1)
@@ -113,12 +114,12 @@ def test_a_failing_dispatcher_is_retried_with_backoff_and_the_last_report_delive
         sender.close(timeout=1)
 
 
-def test_reports_to_an_unreachable_dispatcher_wait_and_close_gives_up_in_time():
+def test_reports_to_an_unreachable_dispatcher_wait_and_close_gives_up_keeping_them():
     sender = Sender(Client(f"http://127.0.0.1:{free_port()}", "rn:8000"), first_backoff=0.2)
     sender.start()
     sender.put(report(1), urgent=True)
     wait_for(lambda: sender.backoff > 0, what="a failed attempt")
-    started = time.monotonic()
     sender.close(timeout=0.5)
-    assert time.monotonic() - started < 3
+    # It gave up: its thread ends, the report is kept (for the next worker), none delivered.
+    wait_for(lambda: not sender.thread.is_alive(), what="the sender's thread to end")
     assert sender.backlog() == 1 and sender.results() == []

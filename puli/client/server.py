@@ -2,7 +2,8 @@
 
 Where the dispatcher is (`server_url`), first match wins: an explicit value (``host``,
 ``host:port`` or ``http://host:port``), the environment variable ``PULI_SERVER``, the ``server``
-key of ``~/.config/puli/client.yml`` then ``/etc/puli/client.yml``, else ``http://localhost:8004``.
+key of ``~/.config/puli/client.yml`` (``~`` being $HOME when it is read) then
+``/etc/puli/client.yml``, else ``http://localhost:8004``.
 
 Every failure is a `PuliError` whose ``str()`` is one line for the user: `ServerUnreachable` when
 the dispatcher cannot be reached (refused, timed out, bad address), `RequestError` when it answered
@@ -81,8 +82,8 @@ def normalize_url(value, port=None):
     return f"{parts.scheme}://{host}:{port}{path}"
 
 
-def _from_config_files():
-    for name in CONFIG_FILES:
+def _from_config_files(config_files):
+    for name in config_files:
         path = os.path.expanduser(name)
         if not os.path.isfile(path):
             continue
@@ -101,9 +102,10 @@ def _from_config_files():
     return None
 
 
-def server_url(server=None, port=None):
-    """The dispatcher's base URL (see the module doc for the precedence)."""
-    value = server or os.environ.get("PULI_SERVER") or _from_config_files()
+def server_url(server=None, port=None, config_files=CONFIG_FILES):
+    """The dispatcher's base URL (see the module doc for the precedence); `config_files` are
+    the client config files, first found first."""
+    value = server or os.environ.get("PULI_SERVER") or _from_config_files(config_files)
     if not value:
         return normalize_url(DEFAULT_URL, port)
     return normalize_url(value, port)

@@ -26,7 +26,7 @@ def _check_db_url(url: str) -> None:
     if not parts.hostname:
         raise ValueError("the URL names no host: write mysql://user:password@host[:port]/database")
     try:
-        parts.port
+        parts.port  # noqa: B018 -- reading it raises ValueError for a bad port
     except ValueError:
         raise ValueError("the URL has a bad port") from None
     database = parts.path.strip("/")
@@ -103,20 +103,21 @@ SCHEMA = {
 }
 
 
-def load_settings(args=None, /, **values) -> config.Settings:
+def load_settings(args=None, /, *, system_file=SYSTEM_PATH, **values) -> config.Settings:
     """The dispatcher's settings, with db_url and log_dir resolved to concrete values.
 
     With argparse ``args`` from a parser given to config.add_arguments, they load as the
-    dispatcher does at start: defaults < ``--config FILE`` (or /etc/puli/dispatcher.yml, if it
-    exists) < PULI_DISPATCHER_* environment variables < ``--set``. Without, only the defaults
-    count. ``values``, Python values by setting name (``load_settings(data_dir=tmp)``), override
-    every other source. Raises config.ConfigError.
+    dispatcher does at start: defaults < ``--config FILE`` (or ``system_file``,
+    /etc/puli/dispatcher.yml unless given, if it exists) < PULI_DISPATCHER_* environment
+    variables < ``--set``. Without, only the defaults count. ``values``, Python values by
+    setting name (``load_settings(data_dir=tmp)``), override every other source. Raises
+    config.ConfigError.
     """
     if args is None:
         settings = config.load(SCHEMA, DEFAULTS_PATH, environ={}, values=values)
     else:
         settings = config.from_args(SCHEMA, DEFAULTS_PATH, args, env_prefix=ENV_PREFIX,
-                                    system_file=SYSTEM_PATH, values=values)
+                                    system_file=system_file, values=values)
     return settings.replace(
         db_url=settings.db_url or f"sqlite://{settings.data_dir / 'puli.sqlite'}",
         log_dir=settings.log_dir or settings.data_dir / "log")

@@ -51,21 +51,21 @@ SCHEMA = {
 }
 
 
-def load_settings(args=None, /, **values) -> config.Settings:
+def load_settings(args=None, /, *, system_file=SYSTEM_PATH, **values) -> config.Settings:
     """The worker's settings, with name, host, log_dir and killfile resolved to concrete values.
 
     With argparse ``args`` from a parser given to config.add_arguments, they load as the worker
-    does at start: defaults < ``--config FILE`` (or /etc/puli/worker.yml, if it exists) <
-    PULI_WORKER_* environment variables < ``--set``. Without, only the defaults count.
-    ``values``, Python values by setting name, override every other source. Raises
-    config.ConfigError.
+    does at start: defaults < ``--config FILE`` (or ``system_file``, /etc/puli/worker.yml unless
+    given, if it exists) < PULI_WORKER_* environment variables < ``--set``. Without, only the
+    defaults count. ``values``, Python values by setting name, override every other source.
+    Raises config.ConfigError.
     """
     if args is None:
         settings = config.load(SCHEMA, DEFAULTS_PATH, environ={}, env_prefix=ENV_PREFIX,
                                values=values)
     else:
         settings = config.from_args(SCHEMA, DEFAULTS_PATH, args, env_prefix=ENV_PREFIX,
-                                    system_file=SYSTEM_PATH, values=values)
+                                    system_file=system_file, values=values)
     short_host = socket.gethostname().split(".")[0]
     return settings.replace(
         name=(settings.name or f"{short_host}:{settings.port}").lower(),
