@@ -48,7 +48,7 @@ def test_a_command_reports_running_its_progress_then_done(farm, tmp_path):
 
 
 def test_a_failing_command_is_an_error_with_its_exit_code(farm):
-    worker = ready_worker(farm)
+    ready_worker(farm)
     job_id = submit(farm, job("fails", "echo about to fail; exit 3", maxAttempt=1))
     cmd_id = the_command(farm, job_id)
     cmd = reaches(farm, cmd_id, CS.ERROR, 30)

@@ -290,6 +290,20 @@ def _format_number(number: float) -> str:
     return f"{number:g}"
 
 
+_RENDER_NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::(\d{1,5}))?")
+
+
+class RenderNodeName(Str):
+    """A render node's name: "host:port", or a bare "host"."""
+
+    def convert(self, value):
+        name = super().convert(value)
+        match = _RENDER_NODE_NAME.fullmatch(name)
+        if not match or (match[1] is not None and not 1 <= int(match[1]) <= 65535):
+            raise ValueError(f"{name!r} is not a render node name (host:port or host)")
+        return name
+
+
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """The short reason of a YAML error, for a one-line message."""
     return getattr(exc, "problem", None) or str(exc).splitlines()[0]

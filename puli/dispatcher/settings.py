@@ -1,12 +1,11 @@
 """The dispatcher's settings: schema, defaults file, and loading as the dispatcher does at start."""
 
 import pathlib
-import re
 import urllib.parse
 
 from puli import config
-from puli.config import (Bool, Choice, Duration, Int, List, LogLevel, Mapping, Path, Setting, Size,
-                         Str, Url)
+from puli.config import (Bool, Choice, Duration, Int, List, LogLevel, Mapping, Path, RenderNodeName,
+                         Setting, Size, Str, Url)
 
 DEFAULTS_PATH = pathlib.Path(__file__).resolve().parent.parent / "defaults" / "dispatcher.yml"
 SYSTEM_PATH = "/etc/puli/dispatcher.yml"
@@ -37,20 +36,6 @@ def _check_db_url(url: str) -> None:
     # means MySQL's 3-byte utf8mb3; without it mysqlclient already speaks utf8mb4.
     if "charset" in urllib.parse.parse_qs(parts.query):
         raise ValueError("leave charset out: the connection already uses utf8mb4")
-
-
-_RENDER_NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::(\d{1,5}))?")
-
-
-class RenderNodeName(Str):
-    """A render node's name: "host:port", or a bare "host"."""
-
-    def convert(self, value):
-        name = super().convert(value)
-        match = _RENDER_NODE_NAME.fullmatch(name)
-        if not match or (match[1] is not None and not 1 <= int(match[1]) <= 65535):
-            raise ValueError(f"{name!r} is not a render node name (host:port or host)")
-        return name
 
 
 SCHEMA = {

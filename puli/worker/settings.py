@@ -4,9 +4,8 @@ import pathlib
 import socket
 
 from puli import config
-from puli.config import (Bool, Choice, Duration, Int, List, LogLevel, Path, Setting, Size, Str,
-                         Url)
-from puli.dispatcher.settings import RenderNodeName
+from puli.config import (Bool, Choice, Duration, Int, List, LogLevel, Path, RenderNodeName, Setting,
+                         Size, Str, Url)
 
 DEFAULTS_PATH = pathlib.Path(__file__).resolve().parent.parent / "defaults" / "worker.yml"
 SYSTEM_PATH = "/etc/puli/worker.yml"
