@@ -144,3 +144,45 @@ def test_a_lost_node_s_command_stays_timeout_after_one_run_until_an_operator_res
     done = reaches(farm, t1, CS.DONE, 30)
     assert done["attempt"] == 1 and done["assignment"] != first["assignment"]
     assert runs.read_text() == "run\nrun\n"
+
+
+@pytest.mark.dispatcher_settings("flush_interval=1h")
+def test_a_command_s_end_taken_just_before_a_crash_is_not_lost(farm, tmp_path):
+    """The end is acknowledged before it is written: the worker keeps it until the
+    dispatcher says that flush is committed, and hands it to the dispatcher that restarts."""
+    worker = ready_worker(farm)
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    job_id = submit(farm, two_tasks(gated(runs, gate), "true"))
+    t1, _ = wait_for(lambda: [c["id"] for c in commands(farm, job_id)] or None, what="the commands")
+    reaches(farm, t1, CS.RUNNING, 30)
+    gate.touch()
+    reaches(farm, t1, CS.DONE, 30)          # taken, in memory; the next flush is an hour away
+    farm.kill()
+    farm.start()
+    done = reaches(farm, t1, CS.DONE, 30)
+    assert done["attempt"] == 1 and runs.read_text() == "run\n"
+    assert [c["status"] for c in worker.get("/commands/")[1]["commands"] if c["id"] == t1] == [CS.DONE], \
+        "the worker let the run go before its end was committed"
+    # Another job's assignment is committed before it goes out, and the end with it.
+    submit(farm, two_tasks("true", "true"))
+    wait_for(lambda: all(c["id"] != t1 for c in worker.get("/commands/")[1]["commands"]), 30,
+             what="the worker to let the run go once its end is committed")
+
+
+@pytest.mark.dispatcher_settings("flush_interval=1h")
+def test_an_assignment_is_committed_before_its_worker_gets_it(farm, tmp_path):
+    """After a crash the dispatcher knows every run a worker holds: none goes to a second node."""
+    first = ready_worker(farm)
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    job_id = submit(farm, two_tasks(gated(runs, gate), "true"))
+    t1, _ = wait_for(lambda: [c["id"] for c in commands(farm, job_id)] or None, what="the commands")
+    running = reaches(farm, t1, CS.RUNNING, 30)
+    farm.kill()                             # nothing flushed since the assignments
+    farm.start()
+    second = farm.worker().start()          # an idle node the frame could go to, were it lost
+    wait_for(lambda: farm.get(f"/rendernodes/{second.name}")[0] == 200, 30, what="the second node")
+    again = reaches(farm, t1, CS.RUNNING, 30)
+    assert again["assignment"] == running["assignment"] and again["renderNode"] == first.name
+    gate.touch()
+    done = reaches(farm, t1, CS.DONE, 30)
+    assert done["attempt"] == 1 and runs.read_text() == "run\n", "the frame ran twice"

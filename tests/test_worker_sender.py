@@ -60,9 +60,10 @@ def report(command_id, status=3, completion=0.0):
 
 
 def outcomes(sender, count):
+    """(report, outcome) pairs, once `count` came back."""
     found = []
     wait_for(lambda: found.extend(sender.results()) or len(found) >= count, 10, what=f"{count} outcomes")
-    return found
+    return [(report, outcome) for report, outcome, _ in found]
 
 
 def test_progress_is_coalesced_and_a_status_change_goes_at_once(dispatcher):

@@ -47,6 +47,13 @@ NODE_STATUS = {"type": "integer", "minimum": 0, "maximum": 6,
 RN_STATUS = {"type": "integer", "minimum": 0, "maximum": 6,
              "description": "0 UNKNOWN, 1 BOOTING, 2 PAUSED, 3 IDLE, 4 ASSIGNED, 5 WORKING, 6 FINISHING"}
 
+# What workers learn of what the dispatcher committed (and of its restarts).
+DURABILITY = {
+    "flushed": {"type": "integer", "description": "the last flush whose changes are all committed"},
+    "epoch": {"type": "string", "description": "this dispatcher's life: a new one means it restarted "
+                                               "and the worker must register again"},
+}
+
 # A restart never stops what runs: the answer says what it left alone.
 LEFT_ALONE = {
     "leftAlone": {"type": "integer", "description": "running or assigned commands a restart left alone"},
@@ -149,8 +156,8 @@ SCHEMAS = {
         "commands": arr(obj({"id": INT, "assignment": INT, "status": COMMAND_STATUS,
                              "completion": NUM, "message": STR}, required=("id", "assignment"))),
     }, required=("cores", "ram")),
-    "Registered": obj({"name": STR, "id": INT, "status": RN_STATUS,
-                       "stop": arr(INT)}, description="stop: reported commands the worker must kill"),
+    "Registered": obj({"name": STR, "id": INT, "status": RN_STATUS, "stop": arr(INT), **DURABILITY},
+                      description="stop: reported commands the worker must kill"),
     "SysInfos": obj({"systemFreeRam": INT, "systemSwapPercentage": NUM, "cores": INT, "ram": INT,
                      "speed": NUM, "puliversion": STR, "caracteristics": ANY_OBJ}),
     "Stats": obj({"date": NUM, "commands": obj(additional=INT), "rendernodes": ANY_OBJ,
@@ -304,10 +311,15 @@ op("post", "/rendernodes/{name}", "Worker: register (at start and after a 404 he
                "answered in `stop` and must be killed. Our commands it no longer runs are "
                "requeued. With pools_backend: file the pools come from the configuration.")
 op("put", "/rendernodes/{name}/sysinfos", "Worker: heartbeat, with optional system information",
-   body=ref("SysInfos"), returns=obj({"name": STR, "status": RN_STATUS, "paused": BOOL}), errors=(400, 404),
+   body=ref("SysInfos"), returns=obj({"name": STR, "status": RN_STATUS, "paused": BOOL, **DURABILITY}),
+   errors=(400, 404),
    description="404 means the dispatcher does not know the node: the worker must register again.")
 op("put", "/rendernodes/{name}/commands/{id}", "Worker: progress or end of a command",
-   body=ref("CommandReport"), returns=obj({"id": INT, "status": COMMAND_STATUS}), errors=(400, 404, 409),
+   body=ref("CommandReport"),
+   returns=obj({"id": INT, "status": COMMAND_STATUS,
+                "flush": {"type": "integer", "description": "the flush that commits this report (0: at once); "
+                                                             "keep a command's end until `flushed` reaches it"}}),
+   errors=(400, 404, 409),
    description="409 with \"stop\": true when the command is no longer this worker's under that "
                "assignment (cancelled, reassigned, timed out): kill it and drop it. 404 for an "
                "unknown node (register again) or command.")

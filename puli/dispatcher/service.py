@@ -6,6 +6,7 @@ the farm put in its outbox. No network or database I/O ever happens under the lo
 """
 import gc
 import logging
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,13 @@ class Service:
         self.db_error = None
         self.held = {}                  # (kind, key) -> HeldRow: what the database refused
         self._writing = False
+        # Durability, as workers see it: a change made now is committed once `flushed` reaches
+        # write_token(); `epoch` names this dispatcher's life (a restarted one has another,
+        # and its workers register again to hand it back what it may have lost).
+        self.epoch = secrets.token_hex(8)
+        self.flushes = 0                # flushes begun
+        self.flushed = 0                # the last flush all of whose changes are committed
+        self._flush_lock = threading.Lock()   # one flush at a time, in the order they took their changes
 
     # -- lifecycle ----------------------------------------------------------------------------
     def restore(self):
@@ -149,10 +157,25 @@ class Service:
                         totals[3] += assigned
                         last_pass = now
                     messages = [delivery.message(m) for m in farm.take_outbox()]
+                if any(m.kind == "assign" for m in messages):
+                    self.make_durable()
                 self._deliver(messages)
                 notify.watchdog()
             except Exception:                 # keep dispatching: one bad pass must not stop the farm
                 log.exception("dispatch loop iteration failed")
+
+    def make_durable(self):
+        """Commit the assignments before they go out: a dispatcher restarted after a crash then
+        knows every run a worker may hold, and never hands the same frame to another node.
+        While the database is down they go out all the same (the farm keeps working); only a
+        crash during that outage could then lose track of them."""
+        if self.store is not None:
+            self.flush()                # a failure is logged (once per outage) and retried
+
+    def write_token(self):
+        """Under the lock: the flush that will commit the changes made now (0: no database,
+        nothing to wait for). A worker keeps a command's end until `flushed` reaches it."""
+        return self.flushes + 1 if self.store is not None else 0
 
     def _deliver(self, messages):
         for msg in messages:
@@ -186,15 +209,22 @@ class Service:
         when it changes again or every HELD_RETRY seconds, so that it never holds the others
         back; the rest is written. True when nothing is left to write.
         """
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self):
         now = self.now()
         with self.lock:
+            self.flushes += 1
+            generation = self.flushes
             dirty = self.farm.take_dirty()
             alone = []
             for held in self.held.values():
                 if dirty.discard(held.kind, held.item) or held.next_try <= now:
                     alone.append(held)
             if not dirty and not alone:
-                return True
+                self.flushed = generation
+                return not self.held
             rows = self.store.snapshot(self.farm, dirty)
             alone_rows = [(held, self.store.snapshot(self.farm, Dirty.of(held.kind, held.item)))
                           for held in alone]
@@ -229,6 +259,7 @@ class Service:
                     continue
                 log.error("database refused %s %s, kept aside and retried alone: %s", kind, key, reason)
                 self.held[(kind, key)] = HeldRow(kind, key, item, reason, now)
+            self.flushed = generation
             self._writing = False
         if self.db_error is not None:
             log.warning("database is back; pending changes written")

@@ -50,7 +50,8 @@ class Sender:
             self.urgent = self.urgent or urgent
 
     def results(self):
-        """[(report, outcome)] since the last call."""
+        """[(report, outcome, flush)] since the last call; `flush`, for a delivered report, is
+        the dispatcher's flush that commits it (0: committed already)."""
         out = []
         while self.outcomes:
             out.append(self.outcomes.popleft())
@@ -111,17 +112,18 @@ class Sender:
                 self._keep(reports[index:], retry=True, why=str(exc))
                 return
             if answer.ok:
-                self.outcomes.append((report, DELIVERED))
+                flush = answer.body.get("flush")
+                self.outcomes.append((report, DELIVERED, flush if isinstance(flush, int) else 0))
             elif answer.status in (404, 409):
                 log.warning("command %d: the dispatcher says stop (%s)", report["id"], answer.reason())
-                self.outcomes.append((report, STOP))
+                self.outcomes.append((report, STOP, 0))
             elif answer.status >= 500 or answer.status == 429:
                 self._keep(reports[index:], retry=True, why=answer.reason())
                 return
             else:
                 log.error("command %d: report refused for good (HTTP %d: %s): %r",
                           report["id"], answer.status, answer.reason(), report)
-                self.outcomes.append((report, DROPPED))
+                self.outcomes.append((report, DROPPED, 0))
         with self.lock:
             if self.backoff:
                 log.info("the dispatcher takes reports again")

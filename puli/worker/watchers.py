@@ -71,6 +71,7 @@ class Run:
         self.stop_reason = None
         self.stop_deadline = None               # monotonic time to stop trusting the watcher
         self.forget = False                     # stopped for the dispatcher: report nothing
+        self.end_flush = None                   # its end is committed once the dispatcher's flush count reaches this
 
     @property
     def status(self):

@@ -18,7 +18,7 @@ from . import sysinfo
 from .api import ApiServer, Refused
 from .client import Client, Unreachable
 from .killfile import KILL, Killfile
-from .sender import STOP, Sender
+from .sender import DELIVERED, STOP, Sender
 from .watchers import SpawnError, Watchers
 
 log = logging.getLogger("puli.worker")
@@ -71,6 +71,8 @@ class Worker:
         self.paused = False                 # what the killfile says
         self.restart_stays_paused = None    # while a restart is pending: paused after it?
         self.registered = False
+        self.epoch = None                   # the dispatcher's life we registered with
+        self.flushed = 0                    # its last committed flush we know of
         self.unreachable = False            # the last call to the dispatcher got no answer
         self.host = None                    # sysinfo.host_info(), refreshed every sysinfo_interval
         self.host_due = 0.0
@@ -184,14 +186,36 @@ class Worker:
                 self.sender.put(run.report(), urgent=run.status != status)
 
     def act_on_outcomes(self):
-        for report, outcome in self.sender.results():
+        for report, outcome, flush in self.sender.results():
             run = self.runs.get(report["id"])
             if run is None or run.number != report["assignment"]:
                 continue
             if outcome == STOP:
                 self.stop_and_forget(run.id, "the dispatcher no longer has it here")
             elif report.get("status") in RUN_ENDS:
-                self.drop(run)              # the dispatcher has (or will never take) its end
+                if outcome == DELIVERED and flush > self.flushed:
+                    # Taken, not yet committed: a dispatcher killed meanwhile would lose the
+                    # end, so the run stays until a heartbeat says that flush is done.
+                    run.end_flush = flush
+                else:
+                    self.drop(run)          # the dispatcher has (or will never take) its end
+
+    def learn(self, answer):
+        """What a heartbeat answer says of the dispatcher: a restart (another epoch) makes us
+        register again, handing back the runs it may have lost; its committed flushes release
+        the ends it holds for good."""
+        epoch = answer.body.get("epoch")
+        if self.epoch is not None and epoch is not None and epoch != self.epoch:
+            log.warning("the dispatcher restarted: registering again with what runs here")
+            self.registered = False
+            self.next_heartbeat = 0.0
+            return
+        flushed = answer.body.get("flushed")
+        if isinstance(flushed, int):
+            self.flushed = flushed
+        for run in self._runs():
+            if run.end_flush is not None and run.end_flush <= self.flushed:
+                self.drop(run)
 
     def keep_in_touch(self, now):
         """Heartbeat (or register again when the dispatcher forgot us), then align its paused flag."""
@@ -214,7 +238,9 @@ class Worker:
         elif not answer.ok:
             log.error("heartbeat refused (HTTP %d: %s)", answer.status, answer.reason())
         else:
-            self.align_pause(bool(answer.body.get("paused")))
+            self.learn(answer)
+            if self.registered:
+                self.align_pause(bool(answer.body.get("paused")))
 
     def align_pause(self, dispatcher_paused):
         """Make the dispatcher's paused flag follow the killfile, without ever lifting a pause
@@ -268,6 +294,9 @@ class Worker:
             log.error("the dispatcher refused the registration (HTTP %d: %s)", answer.status, answer.reason())
             return None
         self.registered = True
+        self.epoch = answer.body.get("epoch")
+        flushed = answer.body.get("flushed")
+        self.flushed = flushed if isinstance(flushed, int) else 0
         self.next_heartbeat = time.monotonic() + self.settings.heartbeat_interval
         log.info("registered with %s as %s, with %d command(s)", self.settings.dispatcher_url,
                  self.settings.name, len(body["commands"]))
@@ -275,6 +304,9 @@ class Worker:
             self.stop_and_forget(command_id, "the dispatcher no longer counts on it here")
         for run in self._runs():
             if run.final and not run.forget:
+                # Again, even an end already taken: flush numbers of another life of the
+                # dispatcher say nothing of this one's.
+                run.end_flush = None
                 self.sender.put(run.report(), urgent=True)  # its report removes the run
         return answer
 
@@ -314,8 +346,10 @@ class Worker:
     def drop(self, run):
         with self.lock:
             # Both at once: an assignment of the same command may arrive meanwhile and
-            # must not find (or lose) this run's directory.
-            self.runs.pop(run.id, None)
+            # must not find (or lose) this run's directory; a newer run of it is not ours.
+            if self.runs.get(run.id) is not run:
+                return
+            self.runs.pop(run.id)
             self.watchers.remove(run)
         log.info("command %d (assignment %d): done with it, %s", run.id, run.number,
                  "forgotten" if run.forget else f"status {run.status} reported")
@@ -352,6 +386,12 @@ class Worker:
             raise Refused(409, "Paused", f"{self.settings.name} is paused; it takes no new work")
         with self.lock:
             run = self.runs.get(command_id)
+            if run is not None and run.final and run.number != number:
+                # An ended run kept until its end was committed: the dispatcher, handing the
+                # command out again, has that end already.
+                self.runs.pop(command_id)
+                self.watchers.remove(run)
+                run = None
             if run is not None:
                 if run.number == number:
                     return {"id": command_id, "assignment": number, "watcherPid": run.watcher_pid()}

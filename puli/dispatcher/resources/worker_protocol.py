@@ -90,7 +90,8 @@ class Registration:
                 farm.get_pool(pool)     # the configuration is the authority on pools
             stop = worker_protocol.register(farm, name, info, running, now, pools_from_config=config_pools)
             rn = farm.render_nodes[name]
-            media = {"name": rn.name, "id": rn.id, "status": int(rn.status), "stop": stop}
+            media = {"name": rn.name, "id": rn.id, "status": int(rn.status), "stop": stop,
+                     "flushed": service.flushed, "epoch": service.epoch}
         service.changed()
         resp.status = 201 if new else 200
         resp.media = media
@@ -115,7 +116,8 @@ class SysInfos:
         with service.lock:
             farm = service.farm
             rn = worker_protocol.heartbeat(farm, name, info, now)
-            media = {"name": rn.name, "status": int(rn.status), "paused": rn.paused}
+            media = {"name": rn.name, "status": int(rn.status), "paused": rn.paused,
+                     "flushed": service.flushed, "epoch": service.epoch}
             wake = farm.wake
         if wake:
             service.changed()
@@ -128,7 +130,8 @@ class CommandReport:
 
     def on_put(self, req, resp, name, id):
         """Progress or end of a command: 409 with "stop": true when it is no longer the
-        worker's to run, 404 for an unknown node or command."""
+        worker's to run, 404 for an unknown node or command. "flush" names the flush that
+        commits it: the worker keeps a command's end until a heartbeat says it is flushed."""
         report = _report(read_body(req), "")
         service = self.service
         now = service.now()
@@ -136,10 +139,11 @@ class CommandReport:
             farm = service.farm
             cmd = worker_protocol.command_update(farm, name, id, report, now)
             status = int(cmd.status)
+            flush = service.write_token()
             wake = farm.wake or bool(farm.outbox)
         if wake:
             service.changed()
-        resp.media = {"id": id, "status": status}
+        resp.media = {"id": id, "status": status, "flush": flush}
 
 
 def routes(service):
