@@ -1,11 +1,44 @@
-"""Fixtures shared by the whole suite: throwaway MariaDB and SQLite databases."""
+"""Fixtures shared by the whole suite: throwaway MariaDB and SQLite databases, and a guard that
+no test writes into a Puli installation of this host."""
 
+import os
 import secrets
 
 import MySQLdb
 import pytest
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+# Where an installed Puli keeps its state and logs (the appliance checks install one for a while).
+INSTALLED_STATE = ("/var/lib/puli", "/var/log/puli")
+
+
+def _root_owned(paths):
+    found = set()
+    for top in paths:
+        for directory, _, files in os.walk(top):
+            for name in (directory, *(os.path.join(directory, f) for f in files)):
+                try:
+                    if os.lstat(name).st_uid == 0:
+                        found.add(name)
+                except FileNotFoundError:
+                    pass
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leaves_installations_alone(request):
+    """A test's daemons must never read the host's /etc/puli settings: one that did would write
+    its log and files into the installation, owned by root, where the installed service (the
+    puli user) can no longer open them. Files of an installation belong to puli; a new one of
+    root's there is this test's doing."""
+    if request.node.get_closest_marker("appliance"):
+        yield
+        return
+    before = _root_owned(INSTALLED_STATE)
+    yield
+    added = sorted(_root_owned(INSTALLED_STATE) - before)
+    assert not added, (f"the test wrote into a Puli installation of this host: {', '.join(added[:5])} "
+                       "(start its daemons with --config, never the host's /etc/puli settings)")
 
 
 @pytest.fixture

@@ -289,11 +289,24 @@ def mariadb(*sql):
     return run("mariadb", "-u", "root", "-N", "-e", ";".join(sql)).stdout
 
 
+def owners():
+    """uid:gid and path of everything an installation keeps: who wrote what, when a daemon
+    could not open its files."""
+    lines = []
+    for top in ("/var/lib/puli", "/var/log/puli"):
+        for directory, _, files in os.walk(top):
+            for path in (directory, *(os.path.join(directory, f) for f in files)):
+                st = os.lstat(path)
+                lines.append(f"{st.st_uid}:{st.st_gid} {path}")
+    return "\n".join(lines)
+
+
 def wait_http(url, proc, log, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{url}: the daemon exited {proc.returncode}\n{log.read_text()[-4000:]}")
+            pytest.fail(f"{url}: the daemon exited {proc.returncode}\n{log.read_text()[-4000:]}\n"
+                        f"owners under /var/lib/puli and /var/log/puli:\n{owners()}")
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 return json.loads(resp.read() or b"null")

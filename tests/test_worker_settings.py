@@ -1,5 +1,6 @@
 """The worker's settings: defaults, the layers over them, and refusals naming file, key and reason."""
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,10 @@ from puli.worker.settings import load_settings
 
 
 def run_worker(*args, cwd=None):
+    """`puli-worker args`, never with the host's /etc/puli/worker.yml: a render node installed
+    here (the appliance checks install one) would otherwise get this worker's log and files."""
+    if "--check-config" not in args:
+        args = ("--config", os.devnull, *args)
     return subprocess.run([sys.executable, "-m", "puli.worker.main", *args], capture_output=True,
                           text=True, timeout=60, cwd=cwd)
 
