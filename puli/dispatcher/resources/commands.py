@@ -1,7 +1,7 @@
 """/commands/: list (paged: there may be a million), read, and restart / force DONE / cancel one."""
 from ...model import job_operations, lookup
 from .. import views
-from .common import command_statuses, field, page, param_ints, read_body, sliced
+from .common import command_page, command_statuses, field, page, param_ints, read_body
 
 
 class Commands:
@@ -14,13 +14,7 @@ class Commands:
         offset, limit = page(req)
         with self.service.lock:
             farm = self.service.farm
-            cmds = farm.commands.values()
-            if statuses:
-                cmds = (c for c in cmds if c.status in statuses)
-            items = [views.command(c) for c in sliced(cmds, offset, limit)]
-            counts = farm.root.counts
-            total = sum(counts[s] for s in statuses) if statuses else len(farm.commands)
-        resp.media = {"commands": items, "total": total, "offset": offset, "limit": limit}
+            resp.media = command_page(farm.commands.values(), farm.root.counts, statuses, offset, limit)
 
 
 class Command:

@@ -12,6 +12,7 @@ import falcon.media
 from ...model import lookup
 from ...model.errors import InvalidValue
 from ...model.status import CommandStatus, NodeStatus
+from .. import views
 from ..errors import BadBody, BadField, ReadOnlyPools
 
 MISSING = object()
@@ -222,6 +223,16 @@ def page(req, default_limit=1000, max_limit=100_000):
 
 def sliced(iterable, offset, limit):
     return islice(iterable, offset, offset + limit)
+
+
+def command_page(commands, counts, statuses, offset, limit):
+    """Under the lock: a page of `commands` (the farm's, or a node's) in `statuses` (any when
+    empty), with how many match in all from the node's counters, without a scan."""
+    if statuses:
+        commands = (c for c in commands if c.status in statuses)
+    items = [views.command(c) for c in sliced(commands, offset, limit)]
+    total = sum(counts[s] for s in statuses) if statuses else sum(counts)
+    return {"commands": items, "total": total, "offset": offset, "limit": limit}
 
 
 # -- model access ----------------------------------------------------------------------------------

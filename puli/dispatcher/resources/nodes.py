@@ -184,7 +184,7 @@ class Pool:
         resp.media = media
 
 
-def _set_timer(farm, node, value):
+def set_timer(farm, node, value):
     # A group's timer holds every task below it (dispatch reads the timers up the tree).
     job_operations.set_attribute(farm, node, "timer", value)
 
@@ -202,7 +202,7 @@ FIELDS = {
     "user": (str, lambda farm, node, v: job_operations.set_attribute(farm, node, "user", v), {}),
     "prod": (str, _set_prod, {}),
     "maxAttempt": (int, job_operations.set_max_attempt, {"minimum": 1}),
-    "timer": (float, _set_timer, {"nullable": True}),
+    "timer": (float, set_timer, {"nullable": True}),
     "strategy": (str, lambda farm, node, v: job_operations.set_attribute(farm, node, "strategy", v), {}),
 }
 

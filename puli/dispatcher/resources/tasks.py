@@ -3,9 +3,9 @@ from ...model import job_operations
 from ...model.errors import Conflict, NotFound
 from ...model.status import FINAL_NODE
 from .. import views
-from .common import (command_statuses, field, int_list, job_node, page, param_ints, read_body,
-                     sliced, str_dict)
-from .nodes import _set_timer
+from .common import (command_page, command_statuses, field, int_list, job_node, page, param_ints,
+                     read_body, sliced, str_dict)
+from .nodes import set_timer
 
 
 class Tasks:
@@ -110,12 +110,8 @@ class Commands:
         offset, limit = page(req)
         with self.service.lock:
             node = job_node(self.service.farm, id)
-            cmds = (c for t in node.tasks() for c in t.commands
-                    if not statuses or c.status in statuses)
-            items = [views.command(c) for c in sliced(cmds, offset, limit)]
-            counts = node.counts
-            total = sum(counts[s] for s in statuses) if statuses else sum(counts)
-        resp.media = {"commands": items, "rootTask": id, "total": total, "offset": offset, "limit": limit}
+            cmds = (c for t in node.tasks() for c in t.commands)
+            resp.media = dict(command_page(cmds, node.counts, statuses, offset, limit), rootTask=id)
 
 
 class Tree:
@@ -173,5 +169,5 @@ def routes(service):
         ("/tasks/{id:int}/user",
          Setter(service, "user", str, lambda farm, node, v: job_operations.set_attribute(farm, node, "user", v))),
         ("/tasks/{id:int}/ram", Setter(service, "ramUse", int, _set_ram, minimum=0)),
-        ("/tasks/{id:int}/timer", Setter(service, "timer", float, _set_timer, nullable=True)),
+        ("/tasks/{id:int}/timer", Setter(service, "timer", float, set_timer, nullable=True)),
     ]
