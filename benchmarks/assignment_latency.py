@@ -34,14 +34,14 @@ def main():
     worker = StandInWorker()
     received = {}
     arrived = threading.Condition()
-    original = worker.assignments
 
     class Recorder(list):
+        """The stand-in worker's list of assignments, noting when each arrives."""
         def append(self, body):
             with arrived:
                 received[body["id"]] = time.perf_counter()
+                super().append(body)
                 arrived.notify_all()
-            original.append(body)
     worker.assignments = Recorder()
     try:
         dispatcher.start()
