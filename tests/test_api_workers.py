@@ -19,7 +19,8 @@ def test_worker_registers_gets_work_and_reports_it_done(api):
     for cmd_id, (rn, assignment) in sent.items():
         assert rn == "render01:8000"
         result = api.report(rn, cmd_id, assignment, CS.RUNNING, completion=0.5, message="frame 1")
-        assert result.status_code == 200 and result.json == {"id": cmd_id, "status": int(CS.RUNNING), "flush": 0}
+        assert result.status_code == 200 and result.json == {"id": cmd_id, "status": int(CS.RUNNING), "flush": 0,
+                                                      "epoch": api.service.epoch}
     assert api.node(job)["statusName"] == "RUNNING"
     cmd = api.command(next(iter(sent)))
     assert cmd["completion"] == 0.5 and cmd["message"] == "frame 1" and cmd["renderNode"] == "render01:8000"

@@ -318,7 +318,8 @@ op("put", "/rendernodes/{name}/commands/{id}", "Worker: progress or end of a com
    body=ref("CommandReport"),
    returns=obj({"id": INT, "status": COMMAND_STATUS,
                 "flush": {"type": "integer", "description": "the flush that commits this report (0: at once); "
-                                                             "keep a command's end until `flushed` reaches it"}}),
+                                                             "keep a command's end until `flushed` reaches it"},
+                "epoch": DURABILITY["epoch"]}),
    errors=(400, 404, 409),
    description="409 with \"stop\": true when the command is no longer this worker's under that "
                "assignment (cancelled, reassigned, timed out): kill it and drop it. 404 for an "

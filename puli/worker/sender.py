@@ -50,8 +50,8 @@ class Sender:
             self.urgent = self.urgent or urgent
 
     def results(self):
-        """[(report, outcome, flush)] since the last call; `flush`, for a delivered report, is
-        the dispatcher's flush that commits it (0: committed already)."""
+        """[(report, outcome, answer)] since the last call; `answer`, the dispatcher's body for a
+        delivered report (its flush and epoch say when the report is committed), else {}."""
         out = []
         while self.outcomes:
             out.append(self.outcomes.popleft())
@@ -112,18 +112,17 @@ class Sender:
                 self._keep(reports[index:], retry=True, why=str(exc))
                 return
             if answer.ok:
-                flush = answer.body.get("flush")
-                self.outcomes.append((report, DELIVERED, flush if isinstance(flush, int) else 0))
+                self.outcomes.append((report, DELIVERED, answer.body))
             elif answer.status in (404, 409):
                 log.warning("command %d: the dispatcher says stop (%s)", report["id"], answer.reason())
-                self.outcomes.append((report, STOP, 0))
+                self.outcomes.append((report, STOP, {}))
             elif answer.status >= 500 or answer.status == 429:
                 self._keep(reports[index:], retry=True, why=answer.reason())
                 return
             else:
                 log.error("command %d: report refused for good (HTTP %d: %s): %r",
                           report["id"], answer.status, answer.reason(), report)
-                self.outcomes.append((report, DROPPED, 0))
+                self.outcomes.append((report, DROPPED, {}))
         with self.lock:
             if self.backoff:
                 log.info("the dispatcher takes reports again")

@@ -186,29 +186,41 @@ class Worker:
                 self.sender.put(run.report(), urgent=run.status != status)
 
     def act_on_outcomes(self):
-        for report, outcome, flush in self.sender.results():
+        for report, outcome, answer in self.sender.results():
             run = self.runs.get(report["id"])
             if run is None or run.number != report["assignment"]:
                 continue
             if outcome == STOP:
                 self.stop_and_forget(run.id, "the dispatcher no longer has it here")
-            elif report.get("status") in RUN_ENDS:
-                if outcome == DELIVERED and flush > self.flushed:
-                    # Taken, not yet committed: a dispatcher killed meanwhile would lose the
-                    # end, so the run stays until a heartbeat says that flush is done.
-                    run.end_flush = flush
-                else:
-                    self.drop(run)          # the dispatcher has (or will never take) its end
+            elif report.get("status") not in RUN_ENDS:
+                continue
+            elif outcome != DELIVERED:
+                self.drop(run)              # the dispatcher will never take its end
+            elif self.restarted(answer.get("epoch")):
+                pass                        # handed again at the registration this asks for
+            elif answer.get("flush", 0) > self.flushed:
+                # Taken, not yet committed: a dispatcher killed meanwhile would lose the end,
+                # so the run stays until a heartbeat says that flush is done.
+                run.end_flush = answer["flush"]
+            else:
+                self.drop(run)              # the dispatcher has its end for good
+
+    def restarted(self, epoch):
+        """True, and a registration is due, when the dispatcher is not the one we registered
+        with: it restarted, and may have lost what it had not committed."""
+        if self.epoch is None or epoch is None or epoch == self.epoch:
+            return False
+        if self.registered:
+            log.warning("the dispatcher restarted: registering again with what runs here")
+            self.registered = False
+            self.next_heartbeat = 0.0
+        return True
 
     def learn(self, answer):
         """What a heartbeat answer says of the dispatcher: a restart (another epoch) makes us
         register again, handing back the runs it may have lost; its committed flushes release
         the ends it holds for good."""
-        epoch = answer.body.get("epoch")
-        if self.epoch is not None and epoch is not None and epoch != self.epoch:
-            log.warning("the dispatcher restarted: registering again with what runs here")
-            self.registered = False
-            self.next_heartbeat = 0.0
+        if self.restarted(answer.body.get("epoch")):
             return
         flushed = answer.body.get("flushed")
         if isinstance(flushed, int):

@@ -143,7 +143,7 @@ class CommandReport:
             wake = farm.wake or bool(farm.outbox)
         if wake:
             service.changed()
-        resp.media = {"id": id, "status": status, "flush": flush}
+        resp.media = {"id": id, "status": status, "flush": flush, "epoch": service.epoch}
 
 
 def routes(service):
