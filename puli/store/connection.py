@@ -25,6 +25,8 @@ FETCH_ROWS = 10_000
 # server's max_allowed_packet (16 MiB on MariaDB, 4 MiB on MySQL 5.7 by default).
 MAX_STATEMENT = 4 * 1024 * 1024
 
+# s a MySQL statement may take to be sent or answered (a flush of 40,000 assignments takes ~3 s).
+STATEMENT_TIMEOUT = 30
 _DRIVER_ERRORS = (MySQLdb.Error, sqlite3.Error)
 # sqlite3 refuses an int beyond 64 bits with OverflowError, before SQLite sees it.
 _STATEMENT_ERRORS = _DRIVER_ERRORS + (OverflowError,)
@@ -180,7 +182,10 @@ class Database:
     def _mysql_args(self, database=True):
         url = self.url
         args = dict(host=url.host, port=url.port, user=url.user, password=url.password,
-                    charset="utf8mb4", autocommit=True, connect_timeout=10)
+                    charset="utf8mb4", autocommit=True, connect_timeout=10,
+                    # A server that stops answering fails the statement instead of hanging it:
+                    # the dispatch loop commits assignments itself, under systemd's watchdog.
+                    read_timeout=STATEMENT_TIMEOUT, write_timeout=STATEMENT_TIMEOUT)
         if "unix_socket" in url.query:
             args["unix_socket"] = url.query["unix_socket"]
         if database:
