@@ -1,6 +1,7 @@
 """Real processes for tests: a puli-dispatcher under gunicorn, a notify socket, a stand-in worker."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,10 +34,23 @@ def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
-def http(method, url, body=None, timeout=10.0):
+# The routes workers call: a dispatcher answers them to a worker token only.
+WORKER_ROUTES = {"POST": re.compile(r"^/rendernodes/[^/]+/?$"),
+                 "PUT": re.compile(r"^/rendernodes/[^/]+/(sysinfos|commands/\d+)/?$")}
+
+
+def is_worker_route(method, path):
+    route = WORKER_ROUTES.get(method)
+    return route is not None and route.match(path.split("?")[0]) is not None
+
+
+def http(method, url, body=None, timeout=10.0, token=None):
     """(status, decoded JSON body) of one request; errors are answers too."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -101,6 +115,8 @@ class Dispatcher:
             self.env["NOTIFY_SOCKET"] = notify.path
         self.proc = None
         self.log_path = os.path.join(self.data_dir, "stderr.log")
+        self.token = None               # the admin token it made at its first start
+        self._worker_token = None
 
     def start(self, timeout=60.0):
         os.makedirs(self.data_dir, exist_ok=True)
@@ -108,26 +124,54 @@ class Dispatcher:
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=ROOT)
         wait_for(self._up, timeout, what=f"dispatcher on port {self.port} (log: {self.log_path})")
+        admin = os.path.join(self.data_dir, "admin.token")
+        if self.token is None and os.path.exists(admin):
+            with open(admin) as f:
+                self.token = f.read().strip()
         return self
 
     def _up(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"dispatcher exited with {self.proc.returncode}: {self.tail()}")
         try:
-            status, body = http("GET", f"{self.url}/system", timeout=1.0)
+            status, body = http("GET", f"{self.url}/health", timeout=1.0)
         except OSError:
             return False
         return status == 200 and body.get("ready")
+
+    def worker_token(self):
+        """A farm-wide worker token, made once (running or not)."""
+        if self._worker_token is None:
+            self._worker_token = self.create_token("workers", "worker")
+        return self._worker_token
+
+    def create_token(self, user, role, *extra):
+        """`puli-dispatcher tokens create` on this dispatcher's database, whether it runs or not.
+        Before a first start, make the admin's too: the dispatcher then makes none itself."""
+        if self.token is None and role != "admin" and self.proc is None:
+            self.token = self.create_token("admin", "admin")
+        out = subprocess.run([*self.args, "tokens", "create", "--user", user, "--role", role, *extra],
+                             env=self.env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def new_token(self, user, role, **extra):
+        status, body = http("POST", f"{self.url}/tokens", dict(extra, user=user, role=role), token=self.token)
+        assert status == 201, body
+        return body["token"]
 
     def tail(self):
         with open(self.log_path, "rb") as f:
             return f.read()[-3000:].decode(errors="replace")
 
-    def get(self, path):
-        return http("GET", self.url + path)
+    def get(self, path, token=None):
+        return http("GET", self.url + path, token=token or self.token)
 
-    def call(self, method, path, body=None):
-        return http(method, self.url + path, body)
+    def call(self, method, path, body=None, token=None):
+        """As the admin, or as a worker on the workers' routes."""
+        if token is None:
+            token = self.worker_token() if is_worker_route(method, path) else self.token
+        return http(method, self.url + path, body, token=token)
 
     def terminate(self, timeout=30.0):
         self.proc.send_signal(signal.SIGTERM)
@@ -244,3 +288,36 @@ class ThrowawayMariaDB:
             self.proc.kill()
             self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SignedInBrowser:
+    """What a browser signed in with `token` reaches: a loopback proxy that forwards GETs to the
+    dispatcher with the token (pages are read by Chromium through it)."""
+
+    def __init__(self, target, token):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                request = urllib.request.Request(target + self.path, headers={"Authorization": f"Bearer {token}"})
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        status, headers, body = answer.status, answer.headers, answer.read()
+                except urllib.error.HTTPError as exc:
+                    status, headers, body = exc.code, exc.headers, exc.read()
+                self.send_response(status)
+                for name in ("Content-Type", "Content-Disposition"):
+                    if headers.get(name):
+                        self.send_header(name, headers[name])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

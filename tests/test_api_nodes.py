@@ -40,17 +40,6 @@ def test_unknown_node_is_404(api):
     assert_error(api.get("/nodes/4242"), 404, "4242")
 
 
-def test_archived_node_comes_from_the_store():
-    class Store:
-        def archived_node(self, node_id):
-            return {"id": node_id, "name": "old", "status": 3} if node_id == 77 else None
-
-    api = Api(store=Store())
-    node = api.node(77)
-    assert node == {"id": 77, "name": "old", "status": 3, "statusName": "DONE", "archived": True}
-    assert_error(api.get("/nodes/78"), 404)
-
-
 def test_archived_job_is_read_back_from_a_real_sqlite_store(tmp_sqlite_url):
     from puli.store import open_store
 

@@ -83,11 +83,14 @@ def test_empty_submission_body_is_a_400(api):
     assert_error(api.client.simulate_post("/graphs/"), 400, "body")
 
 
-def test_json_labelled_as_a_form_is_still_read_as_json(api):
-    # curl -d sends application/x-www-form-urlencoded
-    result = api.client.simulate_post("/graphs/", body=json.dumps(graph(task("t"))),
-                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert result.status_code == 201
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain",
+                                          "multipart/form-data; boundary=x", None])
+def test_a_body_not_labelled_json_is_refused_and_creates_nothing(api, content_type):
+    # What a web page can make a browser send anywhere: a form, or text/plain.
+    headers = {"Content-Type": content_type} if content_type else {}
+    result = api.client.simulate_post("/graphs/", body=json.dumps(graph(task("t"))), headers=headers)
+    assert_error(result, 415, "application/json")
+    assert api.job_ids() == []
 
 
 def test_graph_max_rn_caps_the_job(api):

@@ -3,6 +3,7 @@
 The service's threads are never started: tests run dispatch passes themselves and read the
 farm's outbox, with a clock they move by hand.
 """
+import re
 import shutil
 import tempfile
 import weakref
@@ -36,7 +37,15 @@ def graph(*tasks, name="job", **extra):
     return body
 
 
+# The routes workers call, answered only to a worker token.
+WORKER_ROUTES = {"POST": re.compile(r"^/rendernodes/[^/]+/?$"),
+                 "PUT": re.compile(r"^/rendernodes/[^/]+/(sysinfos|commands/\d+)/?$")}
+
+
 class Api:
+    """Requests go as an admin, or as a farm-wide worker for the workers' routes; `tokens`
+    holds a token of every role (the artist's and the viewer's users are ann and vic)."""
+
     def __init__(self, settings=None, store=None):
         """`settings`: the defaults with a data directory of its own, unless given."""
         if settings is None:
@@ -46,20 +55,40 @@ class Api:
         self.clock = 1_000_000.0
         self.service = Service(Farm(), store=store, settings=settings, clock=lambda: self.clock)
         self.farm = self.service.farm
-        self.client = testing.TestClient(create_app(self.service))
+        self.tokens = {role: self.service.tokens.create(user, role)[0]
+                       for role, user in (("admin", "root"), ("wrangler", "wes"), ("artist", "ann"),
+                                          ("viewer", "vic"), ("worker", "farm"))}
+        self.client = testing.TestClient(create_app(self.service),
+                                         headers={"Authorization": f"Bearer {self.tokens['admin']}"})
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def get(self, path, **params):
-        return self.client.simulate_get(path, params=params or None)
+    def _as(self, path, kw, method=""):
+        headers = dict(kw.pop("headers", None) or {})
+        role = kw.pop("role", None)
+        worker_route = WORKER_ROUTES.get(method)
+        if role is None and worker_route is not None and worker_route.match(path.split("?")[0]):
+            role = "worker"
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        kw["headers"] = headers
+        return kw
+
+    def get(self, path, role=None, **params):
+        return self.client.simulate_get(path, params=params or None, **self._as(path, {"role": role}, "GET"))
 
     def put(self, path, json=None, **kw):
-        return self.client.simulate_put(path, json=json, **kw)
+        return self.client.simulate_put(path, json=json, **self._as(path, kw, "PUT"))
 
     def post(self, path, json=None, **kw):
-        return self.client.simulate_post(path, json=json, **kw)
+        return self.client.simulate_post(path, json=json, **self._as(path, kw, "POST"))
 
     def delete(self, path, json=None, **kw):
-        return self.client.simulate_delete(path, json=json, **kw)
+        return self.client.simulate_delete(path, json=json, **self._as(path, kw, "DELETE"))
+
+    def raw(self, method, path, body, **kw):
+        """A request with a body of our own text (bad JSON, NaN...), sent as JSON."""
+        headers = {"Content-Type": "application/json", **self._as(path, kw, method)["headers"]}
+        return self.client.simulate_request(method, path, body=body, headers=headers)
 
     # -- shortcuts -------------------------------------------------------------------------------
     def submit(self, *tasks, **extra):

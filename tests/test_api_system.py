@@ -1,10 +1,13 @@
 import json
 import re
 
+import falcon
 import falcon.inspect
 import pytest
+from falcon import testing
 
-from puli.dispatcher import openapi
+from puli.dispatcher import errors, openapi
+from puli.store import StoreError
 from puli.model.status import CommandStatus as CS
 from test_api_support import Api, assert_error, task
 
@@ -58,29 +61,34 @@ def test_chunked_body_without_length_is_refused(api):
     assert_error(result, 411, "content-length")
 
 
-def test_unexpected_failure_is_a_json_500_and_is_logged(caplog):
-    class BrokenStore:
-        def archived_node(self, node_id):
-            raise RuntimeError("boom")
+def failing_route(exc):
+    """A client of an app with the dispatcher's error handling and one route, /boom, raising `exc`."""
+    class Boom:
+        def on_get(self, req, resp):
+            raise exc
+    app = falcon.App()
+    errors.install(app)
+    app.add_route("/boom", Boom())
+    return testing.TestClient(app)
 
-    api = Api(store=BrokenStore())
-    body = assert_error(api.get("/nodes/99"), 500, "RuntimeError")
-    assert "boom" not in body["description"]
-    assert any("boom" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+def test_unexpected_failure_is_a_json_500_and_is_logged(caplog):
+    client = failing_route(RuntimeError("the secret detail"))
+    body = assert_error(client.simulate_get("/boom"), 500, "RuntimeError")
+    assert "secret detail" not in body["description"]
+    assert any("secret detail" in (r.exc_text or "") or r.exc_info for r in caplog.records)
 
 
 def test_store_failure_is_a_503():
-    class StoreError(Exception):
-        pass
-
-    class DownStore:
-        def archived_node(self, node_id):
-            raise StoreError("connection refused")
-
-    api = Api(store=DownStore())
-    result = api.get("/nodes/99")
+    client = failing_route(StoreError("connection refused"))
+    result = client.simulate_get("/boom")
     assert_error(result, 503, "database", "connection refused")
     assert result.headers["retry-after"] == "5"
+
+
+def test_data_the_database_refuses_is_a_400():
+    client = failing_route(StoreError("Out of range value for column 'priority'", refused=True))
+    assert_error(client.simulate_get("/boom"), 400, "refused by the database", "priority")
 
 
 def test_every_error_is_json_with_title_and_description(api):
@@ -92,7 +100,7 @@ def test_every_error_is_json_with_title_and_description(api):
         (api.get("/nodes/999"), 404),
         (api.put(f"/nodes/{job}/paused", {}), 400),
         (api.put(f"/nodes/{job}/paused", {"paused": "maybe"}), 400),
-        (api.client.simulate_put(f"/nodes/{job}/paused", body="nope"), 400),
+        (api.raw("PUT", f"/nodes/{job}/paused", "nope"), 400),
         (api.post("/pools/default"), 409),
         (api.report(rn, cmd_id, assignment, CS.RUNNING), 409),
         (api.get("/commands", limit="many"), 400),

@@ -13,16 +13,21 @@ def farm(tmp_path_factory):
     """A dispatcher and one registered worker (softs: blender), for the whole module."""
     base = tmp_path_factory.mktemp("farm")
     dispatcher = Dispatcher(base / "dispatcher", extra=("--set", "retry_delay=0.5"))
-    worker = WorkerProcess(dispatcher.url, base / "worker", extra=("--set", "softs=[blender]"))
+    worker = None
     try:
         dispatcher.start()
-        worker.start()
+        worker = WorkerProcess(dispatcher.url, base / "worker", extra=("--set", "softs=[blender]"),
+                               token=dispatcher.worker_token()).start()
         wait_for(lambda: registered(dispatcher, worker.name), what="the worker's registration")
         dispatcher.worker_process = worker
-        yield dispatcher
+        # Job scripts and the CLIs find their token where users put it: PULI_TOKEN.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PULI_TOKEN", dispatcher.token)
+            yield dispatcher
     finally:
-        worker.close()
-        sweep(worker.data_dir)
+        if worker is not None:
+            worker.close()
+            sweep(worker.data_dir)
         dispatcher.close()
 
 

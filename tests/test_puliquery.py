@@ -152,7 +152,7 @@ def test_status_names_are_colored_on_a_terminal_only(farm, user):
     farm.submit("colored", user)
     assert "\x1b[" not in ok(farm.pq("--user", user))
     master, slave = pty.openpty()
-    env = dict(os.environ, PULI_SERVER=farm.url, COLUMNS="200", TERM="xterm")
+    env = dict(os.environ, PULI_SERVER=farm.url, PULI_TOKEN=farm.dispatcher.token, COLUMNS="200", TERM="xterm")
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen([sys.executable, "-m", "puli.cli.puliquery", "--user", user],
                             stdout=slave, stderr=slave, env=env, cwd=ROOT)

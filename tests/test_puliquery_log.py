@@ -1,5 +1,5 @@
-"""puliquery log for real: a real puli-worker runs real commands and serves their logs; puliquery
-finds the command's render node through the dispatcher and reads (or follows) the log there."""
+"""puliquery log for real: a real puli-worker runs real commands and serves their logs to its
+dispatcher; puliquery reads (or follows) them through the dispatcher, never from the node."""
 import pytest
 
 from processes import wait_for
@@ -16,7 +16,8 @@ def farm(tmp_path_factory):
     try:
         status, _ = farm.call("PUT", f"/rendernodes/{farm.standin.name}/paused", {"paused": True})
         assert status == 200
-        worker = WorkerProcess(farm.url, tmp_path_factory.mktemp("worker")).start()
+        worker = WorkerProcess(farm.url, tmp_path_factory.mktemp("worker"),
+                               token=farm.dispatcher.worker_token()).start()
         wait_for(lambda: registered(farm.dispatcher, worker.name), what="the worker's registration")
         farm.worker = worker
         yield farm

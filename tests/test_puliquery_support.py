@@ -77,8 +77,10 @@ class Farm:
     # -- the CLIs ---------------------------------------------------------------------------------
     def cli(self, module, *args, server=True, env=None):
         """Run `python -m puli.cli.<module> args` with PULI_SERVER naming this farm."""
-        environ = {k: v for k, v in os.environ.items() if k not in ("PULI_SERVER", "COLUMNS", "NO_COLOR")}
+        environ = {k: v for k, v in os.environ.items()
+                   if k not in ("PULI_SERVER", "PULI_TOKEN", "COLUMNS", "NO_COLOR")}
         environ["HOME"] = str(self.dispatcher.data_dir)      # no user client.yml in the way
+        environ["PULI_TOKEN"] = self.dispatcher.token
         if server:
             environ["PULI_SERVER"] = self.url
         environ.update(env or {})

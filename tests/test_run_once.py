@@ -7,7 +7,7 @@ import sys
 import psutil
 import pytest
 
-from processes import http, wait_for
+from processes import wait_for
 from puli.model.status import CommandStatus as CS
 from test_worker_support import (command, commands, farm, reaches, ready_worker,  # noqa: F401
                                  submit, watchers_of)
@@ -28,7 +28,8 @@ def two_tasks(t1_cmd, t2_cmd, **task):
 
 
 def puliquery(farm, *args):
-    return subprocess.run([sys.executable, "-m", "puli.cli.puliquery", "--server", farm.url, *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "puli.cli.puliquery", "--server", farm.url,
+                           "--token", farm.token, *map(str, args)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -122,8 +123,8 @@ def test_a_lost_node_s_command_stays_timeout_after_one_run_until_an_operator_res
     assert lost["attempt"] == 1
     assert farm.get(f"/nodes/{job_id}")[1]["statusName"] == "ERROR"
     # A report on the timed-out assignment is refused: that run is over.
-    status, body = http("PUT", f"{farm.url}/rendernodes/{worker.name}/commands/{t1}",
-                        {"assignment": first["assignment"], "status": int(CS.ERROR)})
+    status, body = farm.call("PUT", f"/rendernodes/{worker.name}/commands/{t1}",
+                             {"assignment": first["assignment"], "status": int(CS.ERROR)})
     assert status == 409 and body["stop"] is True, body
 
     # The node comes back: it finds its watcher gone without a final state and reports an

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import Dispatcher, ROOT, wait_for
+from processes import ROOT, Dispatcher, SignedInBrowser, wait_for
 from test_worker_support import WorkerProcess, registered, sweep
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,7 +37,7 @@ def farm(tmp_path_factory):
     # An explicit SQLite URL: a /etc/puli/dispatcher.yml left by another test must not count.
     dispatcher = Dispatcher(base / "dispatcher", db_url=f"sqlite:///{base}/dispatcher/puli.sqlite", extra=("--set", "stats_interval=1s",
                                                         "--set", "retry_delay=0.2"))
-    worker = WorkerProcess(dispatcher.url, base / "worker")
+    worker = WorkerProcess(dispatcher.url, base / "worker", token=dispatcher.worker_token())
     try:
         dispatcher.start()
         worker.start()
@@ -108,20 +108,21 @@ def test_history_refuses_bad_parameters(farm):
     assert status == 400 and body["field"] == "group_by"
 
 
-def _run_pulistats(*args):
+def _run_pulistats(*args, token):
     return subprocess.run([sys.executable, "-m", "puli.cli.pulistats", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+                          text=True, cwd=ROOT, timeout=120, env=dict(os.environ, PULI_TOKEN=token))
 
 
 def test_pulistats_text_summary(farm):
-    done = _run_pulistats("--server", farm.url, "--window", "1h")
+    done = _run_pulistats("--server", farm.url, "--window", "1h", token=farm.token)
     assert done.returncode == 0, done.stderr
     assert "render nodes" in done.stdout and "jobs ended" in done.stdout and "top job" in done.stdout
 
 
 def test_pulistats_report_has_every_chart_with_its_series(farm, tmp_path):
     out = tmp_path / "report"
-    done = _run_pulistats("report", "--server", farm.url, "--window", "1h", "--resolution", "1s", "--out", str(out))
+    done = _run_pulistats("report", "--server", farm.url, "--window", "1h", "--resolution", "1s",
+                          "--out", str(out), token=farm.token)
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     charts = manifest["charts"]
@@ -146,8 +147,9 @@ def test_pulistats_report_has_every_chart_with_its_series(farm, tmp_path):
         assert (out / f"{page}.html").exists()
 
 
-def _get(url):
-    with urllib.request.urlopen(url, timeout=30) as r:
+def _get(url, token=None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=30) as r:
         return r.status, r.headers.get("Content-Type"), r.read()
 
 
@@ -157,28 +159,28 @@ def _svg_refs(html):
 
 
 def test_reports_served_by_the_dispatcher_and_their_svgs_load(farm):
-    status, ctype, body = _get(farm.url + "/reports/")
+    status, ctype, body = _get(farm.url + "/reports/", farm.token)
     assert status == 200 and ctype.startswith("text/html")
     for page in ("usage.html", "failures.html", "dispatcher.html"):
-        status, _, html = _get(farm.url + "/reports/" + page)
+        status, _, html = _get(farm.url + "/reports/" + page, farm.token)
         refs = _svg_refs(html.decode())
         assert refs
         for ref in refs:
-            status, ctype, svg = _get(farm.url + "/reports/" + ref)
+            status, ctype, svg = _get(farm.url + "/reports/" + ref, farm.token)
             assert status == 200 and ctype == "image/svg+xml"
             ET.fromstring(svg)
 
 
 def test_viewer_form_and_chart(farm):
-    status, _, html = _get(farm.url + "/reports/view?window=1h&value=allocated&group=prod&kind=line&scale=log")
+    status, _, html = _get(farm.url + "/reports/view?window=1h&value=allocated&group=prod&kind=line&scale=log", farm.token)
     assert status == 200
     html = html.decode()
     assert "<form" in html and "Save as SVG" in html
     (ref,) = _svg_refs(html)
-    status, ctype, svg = _get(farm.url + "/reports/" + ref.replace("&amp;", "&"))
+    status, ctype, svg = _get(farm.url + "/reports/" + ref.replace("&amp;", "&"), farm.token)
     assert status == 200 and ctype == "image/svg+xml"
     ET.fromstring(svg)
-    status, _, html = _get(farm.url + "/reports/view?window=1h&value=nodes&states=Idle&states=Working")
+    status, _, html = _get(farm.url + "/reports/view?window=1h&value=nodes&states=Idle&states=Working", farm.token)
     assert "samples" in html.decode()
 
 
@@ -205,19 +207,21 @@ def test_chromium_screenshot_is_not_blank(farm, path, name):
     assert CHROMIUM, "REQUIRE_ALL_TESTS=1 (scripts/test) but chromium is not installed"
     shot = farm.base / name
     profile = tempfile.mkdtemp(prefix="puli-chromium-")
+    browser = SignedInBrowser(farm.url, farm.new_token("supervisor", "viewer"))
     try:
         dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom",
-                              farm.url + path], capture_output=True, text=True, timeout=90)
+                              browser.url + path], capture_output=True, text=True, timeout=90)
         assert "<object" in dom.stdout, dom.stderr[-2000:]
         done = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                               "--window-size=1000,1100", f"--screenshot={shot}", farm.url + path],
+                               "--window-size=1000,1100", f"--screenshot={shot}", browser.url + path],
                               capture_output=True, text=True, timeout=90)
         assert shot.exists(), done.stderr[-2000:]
     finally:
+        browser.close()
         shutil.rmtree(profile, ignore_errors=True)
     assert png_is_not_blank(shot)
     for ref in _svg_refs(dom.stdout):
-        status, _, svg = _get(farm.url + "/reports/" + ref.replace("&amp;", "&"))
+        status, _, svg = _get(farm.url + "/reports/" + ref.replace("&amp;", "&"), farm.token)
         assert status == 200
         ET.fromstring(svg)
     if os.environ.get("PULI_SAVE_SCREENSHOTS"):

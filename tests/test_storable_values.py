@@ -35,8 +35,7 @@ def api():
 def test_an_edit_beyond_what_the_store_holds_is_refused_naming_the_field(api, field, value):
     job = api.submit(task("t"))
     before = api.node(job)
-    result = api.client.simulate_put(f"/nodes/{job}/{field}", body=json.dumps({field: value}),
-                                     headers={"Content-Type": "application/json"})
+    result = api.raw("PUT", f"/nodes/{job}/{field}", json.dumps({field: value}))
     body = assert_error(result, 400)
     assert field.lower() in (body["description"] + body["title"]).lower() or \
         "number" in body["description"], body
@@ -60,7 +59,7 @@ def test_a_batch_edit_beyond_what_the_store_holds_is_refused(api, path):
 ])
 def test_a_graph_beyond_what_the_store_holds_is_refused_whole(api, where, value):
     text = json.dumps(graph(dict(task("t"), **{where: value})))
-    result = api.client.simulate_post("/graphs/", body=text, headers={"Content-Type": "application/json"})
+    result = api.raw("POST", "/graphs/", text)
     assert_error(result, 400)
     assert api.job_ids() == []
 
@@ -70,16 +69,14 @@ def test_worker_values_beyond_what_the_store_holds_are_refused(api):
     base = {"cores": 4, "ram": 16000, "speed": 3.0}
     for bad in ({"cores": INT_OVER}, {"ram": BIG}, {"speed": math.inf}, {"puliversion": "v" * 300},
                 {"host": "h" * 300}):
-        result = api.client.simulate_post("/rendernodes/a:8000/", body=json.dumps(dict(base, **bad)),
-                                          headers={"Content-Type": "application/json"})
+        result = api.raw("POST", "/rendernodes/a:8000/", json.dumps(dict(base, **bad)))
         assert_error(result, 400)
     assert api.get("/rendernodes/a:8000").status_code == 404
     api.register("a:8000")
     (cmd_id, (rn, assignment)), = api.dispatch().items()
     for bad in ({"completion": math.nan}, {"completion": math.inf}, {"systemFreeRam": BIG}):
         path = f"/rendernodes/{rn}/commands/{cmd_id}" if "completion" in bad else f"/rendernodes/{rn}/sysinfos"
-        result = api.client.simulate_put(path, body=json.dumps(dict(bad, assignment=assignment)),
-                                         headers={"Content-Type": "application/json"})
+        result = api.raw("PUT", path, json.dumps(dict(bad, assignment=assignment)))
         assert_error(result, 400)
     assert api.command(cmd_id)["completion"] == 0.0
 
@@ -139,7 +136,9 @@ def test_refused_values_change_nothing_and_later_edits_survive_a_restart(tmp_pat
         assert (node["priority"], node["dispatchKey"], node["doneCommandCount"]) == (7, 2.5, 1), node
         # Every answer is standard JSON.
         for route in (f"/nodes/{job}", f"/tasks/{job}/tree", "/commands", "/rendernodes", "/system"):
-            with urllib.request.urlopen(dispatcher.url + route, timeout=10) as answer:
+            request = urllib.request.Request(dispatcher.url + route,
+                                             headers={"Authorization": f"Bearer {dispatcher.token}"})
+            with urllib.request.urlopen(request, timeout=10) as answer:
                 strict_json(answer.read().decode())
     finally:
         worker.close()

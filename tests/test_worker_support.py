@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
 class WorkerProcess:
     """`python -m puli.worker.main` started for real, in its own session, with test settings."""
 
-    def __init__(self, dispatcher_url, data_dir, port=None, notify=None, env=None, extra=()):
+    def __init__(self, dispatcher_url, data_dir, port=None, notify=None, env=None, extra=(), token=""):
         self.port = port or free_port()
         self.name = f"127.0.0.1:{self.port}"
         self.url = f"http://127.0.0.1:{self.port}"
@@ -30,7 +30,7 @@ class WorkerProcess:
                      "--set", "host=127.0.0.1", "--set", f"port={self.port}",
                      "--set", f"name={self.name}", "--set", f"data_dir={self.data_dir}",
                      "--set", "isolation=pgroup", "--set", "heartbeat_interval=1",
-                     "--set", "kill_grace=2", *extra]
+                     "--set", "kill_grace=2", "--set", f"token={token}", *extra]
         inherited = {k: v for k, v in os.environ.items()
                      if k not in ("NOTIFY_SOCKET", "PULI_NOTIFY_SOCKET", "WATCHDOG_USEC")}
         self.env = dict(inherited, PYTHONUNBUFFERED="1", **(env or {}))
@@ -52,20 +52,29 @@ class WorkerProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"worker exited with {self.proc.returncode}: {self.tail()}")
         try:
-            return self.get("/sysinfos/")[0] == 200
+            # Up once it answers; 401 too: it takes no order before it has registered.
+            return self.get("/sysinfos/")[0] in (200, 401)
         except OSError:
             return False
 
+    def secret(self):
+        """What the worker asks of its dispatcher, as root on its node finds it."""
+        try:
+            return (self.data_dir / "api.secret").read_text().strip()
+        except FileNotFoundError:
+            return None
+
     def get(self, path):
-        return http("GET", self.url + path)
+        return http("GET", self.url + path, token=self.secret())
 
     def call(self, method, path, body=None):
-        return http(method, self.url + path, body)
+        return http(method, self.url + path, body, token=self.secret())
 
     def text(self, path):
         """(status, headers, text) of a GET answered with text (the logs)."""
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.secret()}"})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, response.headers, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers, exc.read().decode()
@@ -168,6 +177,7 @@ def farm(tmp_path, request):
     workers = []
 
     def worker(data_dir=None, **kw):
+        kw.setdefault("token", dispatcher.worker_token())
         process = WorkerProcess(dispatcher.url, data_dir or tmp_path / f"worker{len(workers)}", **kw)
         workers.append(process)
         return process

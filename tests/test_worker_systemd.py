@@ -42,7 +42,8 @@ def test_ready_once_registered_then_watchdog_and_status_lines(farm, notify_socke
 def test_a_worker_started_before_its_dispatcher_retries_with_backoff_then_registers(tmp_path, notify_socket):
     port = free_port()
     dispatcher = Dispatcher(tmp_path / "dispatcher", port=port)
-    worker = WorkerProcess(dispatcher.url, tmp_path / "worker", notify=notify_socket)
+    worker = WorkerProcess(dispatcher.url, tmp_path / "worker", notify=notify_socket,
+                           token=dispatcher.worker_token())
     try:
         worker.start()
         # Attempts 1, 2 and 3 come 1 s then 2 s apart: a backoff, not a tight loop.

@@ -39,11 +39,21 @@ SERVER_HELP = ("the dispatcher: host, host:port or http://host:port "
                "/etc/puli/client.yml, then localhost:8004)")
 
 
-def add_common_options(parser, suppress=False):
-    """--server, --json and --csv; with `suppress`, an option left out keeps the value the main
-    parser gave it (so that they can be given before or after a subcommand)."""
-    default = {"default": argparse.SUPPRESS} if suppress else {}
+TOKEN_HELP = ("the token the dispatcher knows you by (default: $PULI_TOKEN, then the 'token' of "
+              "~/.config/puli/client.yml or /etc/puli/client.yml)")
+
+
+def add_server_options(parser, **default):
+    """--server and --token: where the dispatcher is, and who asks."""
     parser.add_argument("--server", metavar="URL", help=SERVER_HELP, **default)
+    parser.add_argument("--token", metavar="TOKEN", help=TOKEN_HELP, **default)
+
+
+def add_common_options(parser, suppress=False):
+    """--server, --token, --json and --csv; with `suppress`, an option left out keeps the value
+    the main parser gave it (so that they can be given before or after a subcommand)."""
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    add_server_options(parser, **default)
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="format", action="store_const", const="json",
                      help="print JSON (the dispatcher's items) for scripts", **default)
@@ -52,7 +62,8 @@ def add_common_options(parser, suppress=False):
 
 
 def connect(args):
-    return Server(server_url(getattr(args, "server", None), getattr(args, "port", None)))
+    return Server(server_url(getattr(args, "server", None), getattr(args, "port", None)),
+                  token=getattr(args, "token", None))
 
 
 def output(args):

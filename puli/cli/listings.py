@@ -170,3 +170,11 @@ def cmd_poolshares(args):
 def cmd_licenses(args):
     items = sorted(connect(args).get("/licenses")["licenses"], key=lambda lic: lic["name"])
     output(args).items(items, render.LICENSE_COLUMNS, f"{len(items)} licenses")
+
+
+def cmd_audit(args):
+    """Who did what, newest first (wranglers and admins)."""
+    params = [(k, str(v)) for k, v in (("user", args.user), ("since", args.since), ("job", args.job),
+                                        ("limit", args.limit)) if v is not None]
+    items = connect(args).get("/audit", params)["records"]
+    output(args).items(items, render.AUDIT_COLUMNS, f"{len(items)} audit records")

@@ -84,6 +84,9 @@ def build_parser():
     where.add_argument("--server", metavar="URL",
                        help="dispatcher: http://host:port (default: $PULI_SERVER, ~/.config/puli/client.yml, "
                             "/etc/puli/client.yml, localhost:8004)")
+    where.add_argument("--token", metavar="TOKEN",
+                       help="your token (default: $PULI_TOKEN, the 'token' of ~/.config/puli/client.yml, "
+                            "/etc/puli/client.yml)")
     where.add_argument("--host", help="dispatcher host (Puli's option)")
     where.add_argument("--port", type=int, help="dispatcher port (Puli's option)")
     where.add_argument("--local", action="store_true", help="run the job here, without the farm")
@@ -358,7 +361,7 @@ def run_local(graph, options):
 
 def submit(graph, url, options):
     from puli.client import Server
-    location, body = graph.submit(url)
+    location, body = graph.submit(url, token=options.token)
     job_id = body["id"]
     node_url = f"{url}/nodes/{job_id}"
     if options.json:
@@ -369,7 +372,7 @@ def submit(graph, url, options):
               f"{'paused, ' if options.paused else ''}{node_url}", flush=True)
     if not options.wait:
         return EXIT_OK
-    with Server(url) as server:
+    with Server(url, token=options.token) as server:
         progress = None if options.json else Progress(sys.stdout, sys.stdout.isatty())
         try:
             node = follow(server, job_id, progress)

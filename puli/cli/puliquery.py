@@ -9,8 +9,8 @@ import sys
 from .actions import (cmd_license, cmd_pool_create, cmd_pool_delete, cmd_pool_set_nodes,
                       cmd_quarantine, cmd_rn_pause, cmd_rn_resume, cmd_unquarantine, job_action)
 from .common import add_common_options, add_job_filters, run
-from .listings import (cmd_commands, cmd_job, cmd_jobs, cmd_licenses, cmd_pools, cmd_poolshares,
-                       cmd_rn)
+from .listings import (cmd_audit, cmd_commands, cmd_job, cmd_jobs, cmd_licenses, cmd_pools,
+                       cmd_poolshares, cmd_rn)
 from .logs import cmd_log
 
 PROG = "puliquery"
@@ -80,6 +80,11 @@ def build_parser():
     p = _subparser(subs, "poolshares", cmd_poolshares, "list pool shares (which job runs in which pool)")
     p.add_argument("--pool", action="append", default=[])
     _subparser(subs, "licenses", cmd_licenses, "list license counters")
+    p = _subparser(subs, "audit", cmd_audit, "who did what: the audit trail, newest first")
+    p.add_argument("--user", help="one user's requests")
+    p.add_argument("--since", metavar="WHEN", help="this long ago (2h, 7d) or a date")
+    p.add_argument("--job", type=int, metavar="ID", help="requests that acted on this job")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
 
     actions = [
         ("pause", "pause jobs: nothing new starts, running commands go on", None),
@@ -125,7 +130,7 @@ def build_parser():
     p.add_argument("name", metavar="NAME")
     p.add_argument("rns", nargs="+", metavar="RN")
 
-    p = _subparser(subs, "log", cmd_log, "print a command's log, from the worker that ran it")
+    p = _subparser(subs, "log", cmd_log, "print a command's log (the dispatcher reads it from its worker)")
     p.add_argument("command", type=int, metavar="COMMAND_ID")
     p.add_argument("-f", "--follow", action="store_true", help="go on printing until the command ends")
     p.add_argument("-n", "--tail", type=int, metavar="N", help="start with the last N lines")
@@ -143,10 +148,10 @@ def _with_default_subcommand(argv, subs):
         word = argv[i]
         if word in ("-h", "--help"):
             return argv
-        if word == "--server":
+        if word in ("--server", "--token"):
             i += 2
             continue
-        if word.startswith("--server=") or word in ("--json", "--csv"):
+        if word.startswith(("--server=", "--token=")) or word in ("--json", "--csv"):
             i += 1
             continue
         break

@@ -11,16 +11,16 @@ import sys
 
 from ..client.server import PuliError, Server, ServerUnreachable, server_url
 from ..stats import report
-from .common import SERVER_HELP
+from .common import add_server_options
 
 
 def parser():
     p = argparse.ArgumentParser(prog="pulistats", description="Puli farm statistics and reports.")
-    p.add_argument("--server", metavar="URL", help=SERVER_HELP)
+    add_server_options(p)
     p.add_argument("--window", default="24h", help="2h, 24h (default), 7d, 30d or FROM..TO (ISO dates)")
     sub = p.add_subparsers(dest="command")
     r = sub.add_parser("report", help="write a static HTML report of pygal charts")
-    r.add_argument("--server", metavar="URL", default=argparse.SUPPRESS, help=SERVER_HELP)
+    add_server_options(r, default=argparse.SUPPRESS)
     r.add_argument("--window", default=argparse.SUPPRESS, help="2h, 24h, 7d, 30d or FROM..TO")
     r.add_argument("--resolution", default="auto", help="seconds per point (300, 5m, 1h) or auto")
     r.add_argument("--out", default="pulistats-report", help="output directory (default ./pulistats-report)")
@@ -58,7 +58,7 @@ def text_summary(snapshot, hist):
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        with Server(server_url(args.server)) as server:
+        with Server(server_url(args.server), token=args.token) as server:
             hist = fetch(server, args.window, getattr(args, "resolution", "auto"))
             if args.command == "report":
                 manifest = report.build(hist, args.out)

@@ -366,6 +366,24 @@ LICENSE_COLUMNS = [
 ]
 
 
+def _targets(record):
+    t = record.get("targets") or {}
+    parts = [f"job {','.join(map(str, t['jobs']))}"] if t.get("jobs") else []
+    parts += [f"{k} {','.join(map(str, v))}" for k, v in t.items() if k != "jobs" and v]
+    return "; ".join(parts) or "-"
+
+
+AUDIT_COLUMNS = [
+    Column("TIME", "time", when),
+    Column("USER", "user", shrink=2, minimum=6),
+    Column("ROLE", "role"),
+    Column("REQUEST", lambda r: f"{r['method']} {r['path']}", shrink=1, minimum=16),
+    Column("ON", _targets, shrink=3, minimum=8),
+    Column("STATUS", "status", right=True),
+    Column("OUTCOME", lambda r: r.get("outcome") or "ok", shrink=0, drop=1),
+]
+
+
 # -- CSV and JSON --------------------------------------------------------------------------------
 def _csv_value(value):
     if value is None:

@@ -211,20 +211,21 @@ class Graph:
             f.write("\n")
         return path
 
-    def submit(self, host=None, port=None, timeout=60.0):
+    def submit(self, host=None, port=None, timeout=60.0, token=None):
         """Send the graph to the dispatcher and return (location URL, body): the body holds the new
         job's `id`, `name`, `nodes` and `commands` count. `host` may be a host name, host:port or
         a URL; by default the dispatcher is found from PULI_SERVER, the client config, or
-        localhost:8004. Raises GraphSubmissionError (SubmissionUnreachable when the dispatcher
-        cannot be reached), DependencyCycleError or GraphError."""
+        localhost:8004; the token likewise from PULI_TOKEN or the client config. Raises
+        GraphSubmissionError (SubmissionUnreachable when the dispatcher cannot be reached),
+        DependencyCycleError or GraphError."""
         data = self.prepareGraphRepresentation()
-        location, body = _post_graph(data, host, port, timeout)
+        location, body = _post_graph(data, host, port, timeout, token)
         self.id = body.get("id") if isinstance(body, dict) else None
         self.location = location
         return location, body
 
     @staticmethod
-    def loadAndSubmit(path, host=None, port=None, timeout=60.0):
+    def loadAndSubmit(path, host=None, port=None, timeout=60.0, token=None):
         """Submit a graph written by save() (or any file in the wire format)."""
         try:
             with open(path) as f:
@@ -234,7 +235,7 @@ class Graph:
         if isinstance(data, dict) and isinstance(data.get("tasks"), list) \
                 and all(isinstance(t, dict) for t in data["tasks"]):
             check_cycles(data)
-        return _post_graph(data, host, port, timeout)
+        return _post_graph(data, host, port, timeout, token)
 
     # -- local execution ------------------------------------------------------------------------
 
@@ -253,9 +254,9 @@ class Graph:
         return run.run()
 
 
-def _post_graph(data, host, port, timeout):
+def _post_graph(data, host, port, timeout, token=None):
     try:
-        server = Server(server_url(host, port), timeout=timeout)
+        server = Server(server_url(host, port), timeout=timeout, token=token)
     except PuliError as exc:
         raise GraphSubmissionError(str(exc)) from None
     try:
@@ -265,6 +266,8 @@ def _post_graph(data, host, port, timeout):
     except RequestError as exc:
         raise GraphSubmissionError(f"the dispatcher refused the graph: {exc}", exc.status, exc.title,
                                    exc.description) from None
+    except PuliError as exc:            # no token: one line saying how to pass one
+        raise GraphSubmissionError(str(exc)) from None
     finally:
         server.close()
     try:

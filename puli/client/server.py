@@ -3,7 +3,10 @@
 Where the dispatcher is (`server_url`), first match wins: an explicit value (``host``,
 ``host:port`` or ``http://host:port``), the environment variable ``PULI_SERVER``, the ``server``
 key of ``~/.config/puli/client.yml`` (``~`` being $HOME when it is read) then
-``/etc/puli/client.yml``, else ``http://localhost:8004``.
+``/etc/puli/client.yml``, else ``http://localhost:8004``. The token (`Authorization: Bearer`)
+likewise: explicit, ``PULI_TOKEN``, ``token`` in those files (the user's file is refused when
+others may read it); and the CA certificate an https dispatcher is checked against: explicit,
+``PULI_CA_FILE``, ``ca_file`` in those files, else the system's CAs.
 
 Every failure is a `PuliError` whose ``str()`` is one line for the user: `ServerUnreachable` when
 the dispatcher cannot be reached (refused, timed out, bad address), `RequestError` when it answered
@@ -46,6 +49,16 @@ class RequestError(PuliError):
         super().__init__(text)
 
 
+class NoToken(PuliError):
+    """The dispatcher wants a token and none was given."""
+
+    def __init__(self, url):
+        super().__init__(f"the dispatcher at {url} needs a token: set PULI_TOKEN, pass --token, "
+                         "or put 'token: ...' in ~/.config/puli/client.yml (mode 600); an admin "
+                         "makes one with 'puli-dispatcher tokens create --user NAME --role artist'")
+        self.url = url
+
+
 class ConfigError(PuliError):
     """The client configuration file cannot be read."""
 
@@ -82,8 +95,11 @@ def normalize_url(value, port=None):
     return f"{parts.scheme}://{host}:{port}{path}"
 
 
-def _from_config_files(config_files):
-    for name in config_files:
+def client_config(config_files=CONFIG_FILES):
+    """server, token and ca_file from the client config files: for each, the first file that
+    sets it. A token in the user's own file (the first) is refused when others may read it."""
+    out = {}
+    for index, name in enumerate(config_files):
         path = os.path.expanduser(name)
         if not os.path.isfile(path):
             continue
@@ -91,21 +107,26 @@ def _from_config_files(config_files):
         try:
             with open(path) as f:
                 data = yaml.safe_load(f)
+            mode = os.stat(path).st_mode
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read it: {str(exc).splitlines()[0]}") from None
         if data is None:
             continue
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping such as 'server: host:port'")
-        if data.get("server"):
-            return str(data["server"])
-    return None
+        if data.get("token") and index == 0 and mode & 0o077:
+            raise ConfigError(f"{path} holds a token and others may read it (mode {mode & 0o777:o}): "
+                              f"chmod 600 {path}")
+        for key in ("server", "token", "ca_file"):
+            if data.get(key) and key not in out:
+                out[key] = str(data[key])
+    return out
 
 
 def server_url(server=None, port=None, config_files=CONFIG_FILES):
     """The dispatcher's base URL (see the module doc for the precedence); `config_files` are
     the client config files, first found first."""
-    value = server or os.environ.get("PULI_SERVER") or _from_config_files(config_files)
+    value = server or os.environ.get("PULI_SERVER") or client_config(config_files).get("server")
     if not value:
         return normalize_url(DEFAULT_URL, port)
     return normalize_url(value, port)
@@ -131,11 +152,18 @@ def _error_from_response(response):
 class Server:
     """The dispatcher's API. Methods return the decoded JSON body (None when empty)."""
 
-    def __init__(self, url=None, timeout=10.0):
-        self.url = server_url(url)
+    def __init__(self, url=None, timeout=10.0, token=None, ca_file=None, config_files=CONFIG_FILES):
+        self.url = server_url(url, config_files=config_files)
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers["Accept"] = "application/json"
+        configured = None if token and ca_file else client_config(config_files)
+        token = token or os.environ.get("PULI_TOKEN") or configured.get("token")
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token.strip()}"
+        ca_file = ca_file or os.environ.get("PULI_CA_FILE") or configured.get("ca_file")
+        if ca_file:
+            self.session.verify = os.path.expanduser(ca_file)
 
     def __repr__(self):
         return f"Server({self.url!r})"
@@ -168,7 +196,10 @@ class Server:
         except requests.RequestException as exc:
             raise ServerUnreachable(self.url, _reason(exc)) from None
         if not 200 <= response.status_code < 300:
-            raise _error_from_response(response)
+            error = _error_from_response(response)
+            if error.status == 401 and "Authorization" not in self.session.headers:
+                raise NoToken(self.url) from None
+            raise error
         return response
 
     def _json(self, response):

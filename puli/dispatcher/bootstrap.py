@@ -1,5 +1,7 @@
 """The composition root: build the farm, store, service and WSGI app from settings."""
+import ipaddress
 import logging
+import os
 
 from .. import logs
 from ..model import render_node_admin
@@ -24,6 +26,7 @@ def build(settings):
     service.restore()
     with service.lock:
         apply_config(service, settings)
+    first_admin_token(service, settings)
     service.start()
     log.info("dispatcher ready: %s", service.summary())
     return service, create_app(service)
@@ -40,6 +43,34 @@ def apply_config(service, settings):
             farm.get_pool(name)
         for rn in farm.render_nodes.values():
             render_node_admin.set_render_node_pools(farm, rn, file_pools_of(settings, rn.name), create=False)
+
+
+def first_admin_token(service, settings):
+    """With auth on and no token at all (a first start): an admin token, written to
+    <data_dir>/admin.token for its owner only. The log names the file, never the token."""
+    if not settings.auth:
+        if not ipaddress_is_loopback(settings.address):
+            log.warning("auth is off and the API listens on %s: anybody who reaches it may do "
+                        "everything (auth: false is for a single trusted machine)", settings.address)
+        return
+    if service.tokens.count():
+        return
+    token, _ = service.tokens.create("admin", "admin")
+    path = settings.data_dir / "admin.token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    log.warning("no token existed: an admin token was written to %s (readable by this user only); "
+                "make the others with 'puli-dispatcher tokens create'", path)
+
+
+def ipaddress_is_loopback(address):
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def setup_logging(settings):

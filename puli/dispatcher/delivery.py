@@ -3,12 +3,15 @@
 `message()` runs under the farm lock and copies everything it needs out of the model;
 `send()` runs on a sender thread, outside the lock.
 
-Wire contract (worker side):
-- ``POST http://<host>:<port>/commands/`` with the assignment body (model/outbox.py: Assign.body); 202 = accepted.
-- ``DELETE http://<host>:<port>/commands/<id>/?assignment=<n>``: stop that run of the command.
+Wire contract (worker side), over http or https as the worker registered, each request with
+``Authorization: Bearer <the secret the worker gave at its registration>``:
+- ``POST /commands/`` with the assignment body (model/outbox.py: Assign.body); 202 = accepted.
+- ``DELETE /commands/<id>/?assignment=<n>``: stop that run of the command.
+- ``GET /commands/<id>/log`` (the dispatcher's log route reads it there).
 """
 import json
 import logging
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -26,27 +29,45 @@ class Message:
     command_id: int
     assignment: int
     body: bytes = b""
+    secret: str = None                  # the worker's, for its Authorization header
+
+
+def worker_base(rn):
+    """Under the lock: the URL of a render node's worker API."""
+    return f"{rn.scheme}://{rn.host}:{rn.port}"
+
+
+def tls_context(ca_file=None):
+    """The TLS context workers' certificates are checked with (their CA, or the system's)."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+def request(url, secret, method="GET", data=None):
+    """A request to a worker, with its secret."""
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    return urllib.request.Request(url, data=data, method=method, headers=headers)
 
 
 def message(item):
     """The wire form of an outbox entry (model/outbox.py), built under the farm lock."""
     rn = item.render_node
-    base = f"http://{rn.host}:{rn.port}"
+    base = worker_base(rn)
     if isinstance(item, Assign):
         cmd = item.command
         body = json.dumps(item.body()).encode()
-        return Message("assign", rn.name, f"{base}/commands/", cmd.id, item.assignment, body)
+        return Message("assign", rn.name, f"{base}/commands/", cmd.id, item.assignment, body, rn.secret)
     return Message("stop", rn.name, f"{base}/commands/{item.command_id}/?assignment={item.assignment}",
-                   item.command_id, item.assignment)
+                   item.command_id, item.assignment, secret=rn.secret)
 
 
-def send(msg, timeout):
+def send(msg, timeout, context=None):
     """Deliver one message; True when the worker accepted it."""
     method = "POST" if msg.kind == "assign" else "DELETE"
-    request = urllib.request.Request(msg.url, data=msg.body or None, method=method,
-                                     headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request(msg.url, msg.secret, method, msg.body or None),
+                                    timeout=timeout, context=context) as response:
             return 200 <= response.status < 300
     except urllib.error.HTTPError as exc:
         if msg.kind == "stop" and exc.code == 404:

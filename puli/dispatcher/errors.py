@@ -58,6 +58,7 @@ _DOMAIN = (
     (domain.InvalidGraph, falcon.HTTPBadRequest, "Invalid graph"),
     (domain.InvalidValue, falcon.HTTPBadRequest, "Invalid value"),
     (domain.NotFound, falcon.HTTPNotFound, "Not found"),
+    (domain.Forbidden, falcon.HTTPForbidden, "Forbidden"),
     (domain.Conflict, falcon.HTTPConflict, "Conflict"),
     (domain.FarmError, falcon.HTTPBadRequest, "Refused"),
 )

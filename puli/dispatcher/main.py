@@ -5,7 +5,7 @@ import sys
 from gunicorn.app.base import BaseApplication
 
 from .. import config, notify
-from . import settings as dispatcher_settings
+from . import settings as dispatcher_settings, tokens_cli
 
 
 class DispatcherApplication(BaseApplication):
@@ -62,16 +62,19 @@ def main(argv=None):
         description="Run the Puli dispatcher: the farm model, the dispatch loop and the HTTP API.")
     config.add_arguments(parser)
     parser.add_argument("--clean", action="store_true", help="wipe the database at start")
+    tokens_cli.add_parser(parser.add_subparsers(dest="command", metavar="tokens"))
     args = parser.parse_args(argv)
     checked = config.check_command(dispatcher_settings.SCHEMA, dispatcher_settings.DEFAULTS_PATH, args)
     if checked is not None:
         return checked
     try:
-        values = {"clean": True} if args.clean else {}
+        values = {"clean": True} if args.clean and args.command is None else {}
         settings = dispatcher_settings.load_settings(args, **values)
     except config.ConfigError as exc:
         print(f"puli-dispatcher: {exc}", file=sys.stderr)
         return 2
+    if args.command == "tokens":
+        return tokens_cli.run(args, settings.replace(clean=False))
     DispatcherApplication(settings).run()
     return 0
 

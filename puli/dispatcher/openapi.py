@@ -9,6 +9,7 @@ import re
 
 import puli
 
+from . import auth
 from .resources import filters
 
 
@@ -219,9 +220,16 @@ def _fields(**props):
 OPERATIONS = []
 
 
-def op(method, path, summary, *, query=(), body=None, returns=None, ok=200, errors=(), description=None):
+def op(method, path, summary, *, role, own=None, query=(), body=None, returns=None, ok=200, errors=(),
+       description=None):
+    """One route. `role`: who may call it (one role or a tuple; auth.py's ranks apply), `own`:
+    where an artist's own job is found (see auth.Access); both are enforced by auth.py from
+    here, and published as the operation's security and x-puli-role."""
+    roles = (role,) if isinstance(role, str) else tuple(role)
+    assert all(r in (*auth.ROLES, auth.PUBLIC) for r in roles), (path, roles)
     OPERATIONS.append(dict(method=method, path=path, summary=summary, query=list(query), body=body,
-                           returns=returns, ok=ok, errors=tuple(errors), description=description))
+                           returns=returns, ok=ok, errors=tuple(errors), description=description,
+                           access=auth.Access(roles, own)))
 
 
 NODE = ref("Node")
@@ -229,29 +237,29 @@ NODE_ERRORS = (400, 404)
 
 # -- submission and the tree --------------------------------------------------------------------------
 op("post", "/graphs", "Submit a job", body=ref("Graph"), returns=ref("GraphCreated"), ok=201,
-   errors=(400, 413), description="Validated whole before anything is created; Location names the job's node.")
-op("get", "/nodes", "The farm's root node (id 1); its children are the jobs", returns=NODE)
+   errors=(400, 413), description="Validated whole before anything is created; Location names the job's node.", role="artist")
+op("get", "/nodes", "The farm's root node (id 1); its children are the jobs", returns=NODE, role="viewer")
 op("get", "/nodes/{id}", "A node (job, TaskGroup or Task); archived nodes come from the database",
-   returns=NODE, errors=(404, 503))
+   returns=NODE, errors=(404, 503), role="viewer")
 op("get", "/nodes/{id}/children", "Children of a node, filtered, sorted and paged", query=[
     _q("id", INT, "child ids", True), _q("status", NODE_STATUS, "statuses", True),
     _q("user", STR, "users", True), _q("days", NUM, "created in the last N days"),
     _q("tags:<key>", STR, "tag values (one parameter per tag key)", True),
     _q("sortField", STR, "a node field or tags:<key>; '-' prefix sorts descending"),
     _q("offset", STR, "an integer, or 'last' for the last page"), _q("limit", INT, "default 25"),
-], returns=obj({"children": arr(NODE), "total": INT, "offset": INT, "limit": INT}), errors=NODE_ERRORS)
+], returns=obj({"children": arr(NODE), "total": INT, "offset": INT, "limit": INT}), errors=NODE_ERRORS, role="viewer")
 op("put", "/nodes/{id}/status", "Restart (1), force DONE (3) or cancel (5) a subtree",
    query=[_q("cmdStatus", COMMAND_STATUS, "with status 1: retry only commands in these statuses", True)],
    body=obj({"status": {"type": "integer", "enum": [1, 3, 5]}, "cascade": BOOL}, required=("status",)),
-   returns=ref("Changed"), errors=NODE_ERRORS)
+   returns=ref("Changed"), errors=NODE_ERRORS, role="artist", own="node")
 op("put", "/nodes/{id}/paused", "Pause or resume a subtree (running commands go on)",
-   body=_fields(paused=BOOL), returns=NODE, errors=NODE_ERRORS)
+   body=_fields(paused=BOOL), returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 op("put", "/nodes/{id}/pauseKill", "Pause a subtree and kill its running commands (back to READY)",
-   returns=NODE, errors=NODE_ERRORS)
+   returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 op("put", "/nodes/{id}/cancel", "Cancel every unfinished command of a subtree", returns=ref("Changed"),
-   errors=NODE_ERRORS)
+   errors=NODE_ERRORS, role="artist", own="node")
 op("put", "/nodes/{id}/pool", "Move a job to another pool",
-   body=obj({"poolName": STR, "maxRN": INT}, required=("poolName",)), returns=NODE, errors=NODE_ERRORS)
+   body=obj({"poolName": STR, "maxRN": INT}, required=("poolName",)), returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 for _name, _schema, _what in (
         ("name", STR, "Rename a node"), ("priority", INT, "Set a node's priority"),
         ("dispatchKey", NUM, "Set a node's dispatchKey (higher: larger share of its pool)"),
@@ -261,59 +269,65 @@ for _name, _schema, _what in (
         ("timer", {"type": "number", "nullable": True}, "Hold the subtree until this time (epoch seconds)"),
         ("strategy", STR, "Set a TaskGroup's strategy")):
     op("put", f"/nodes/{{id}}/{_name}", _what, body=_fields(**{_name: _schema}), returns=NODE,
-       errors=NODE_ERRORS)
+       errors=NODE_ERRORS, role="artist", own="node")
 
 # -- tasks -------------------------------------------------------------------------------------------
 op("get", "/tasks", "Every TaskGroup and Task, a page at a time", query=PAGE,
-   returns=obj({"tasks": arr(NODE), "total": INT, "offset": INT, "limit": INT}))
-op("get", "/tasks/{id}", "One task or group", returns=obj({"tasks": arr(NODE)}), errors=(404,))
+   returns=obj({"tasks": arr(NODE), "total": INT, "offset": INT, "limit": INT}), role="viewer")
+op("get", "/tasks/{id}", "One task or group", returns=obj({"tasks": arr(NODE)}), errors=(404,), role="viewer")
 op("post", "/tasks/delete", "Archive finished jobs (DONE or CANCELED); all or nothing",
    body=obj({"taskids": {"oneOf": [arr(INT), STR], "description": "ids, or '1,2,3'"}}, required=("taskids",)),
-   returns=obj({"archived": arr(INT), "count": INT}), errors=(400, 404, 409))
+   returns=obj({"archived": arr(INT), "count": INT}), errors=(400, 404, 409), role="admin")
 for _method in ("put", "post"):
     op(_method, "/tasks/{id}/env", "Replace a node's environment",
-       body=_fields(environment=obj(additional=STR)), returns=NODE, errors=NODE_ERRORS)
+       body=_fields(environment=obj(additional=STR)), returns=NODE, errors=NODE_ERRORS, role="artist",
+       own="node")
 op("put", "/tasks/{id}/arguments", "Replace a node's arguments", body=_fields(arguments=ANY_OBJ),
-   returns=NODE, errors=NODE_ERRORS)
+   returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 op("post", "/tasks/{id}/arguments", "Merge into a node's arguments", body=_fields(arguments=ANY_OBJ),
-   returns=NODE, errors=NODE_ERRORS)
+   returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 op("get", "/tasks/{id}/commands", "Commands of a subtree",
    query=[_q("status", COMMAND_STATUS, "command statuses", True), *PAGE],
    returns=obj({"commands": arr(ref("Command")), "rootTask": INT, "total": INT, "offset": INT, "limit": INT}),
-   errors=NODE_ERRORS)
+   errors=NODE_ERRORS, role="viewer")
 op("get", "/tasks/{id}/tree", "Every node and command of a subtree",
-   returns=obj({"tasks": arr(NODE), "commands": arr(ref("Command"))}), errors=(404,))
-op("put", "/tasks/{id}/comment", "Set the comment tag", body=_fields(comment=STR), returns=NODE, errors=NODE_ERRORS)
-op("put", "/tasks/{id}/user", "Set the user", body=_fields(user=STR), returns=NODE, errors=NODE_ERRORS)
+   returns=obj({"tasks": arr(NODE), "commands": arr(ref("Command"))}), errors=(404,), role="viewer")
+op("put", "/tasks/{id}/comment", "Set the comment tag", body=_fields(comment=STR), returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
+op("put", "/tasks/{id}/user", "Set the user", body=_fields(user=STR), returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 op("put", "/tasks/{id}/ram", "Set the RAM (MB) every task below reserves per command",
-   body=_fields(ramUse=INT), returns=NODE, errors=NODE_ERRORS)
+   body=_fields(ramUse=INT), returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 op("put", "/tasks/{id}/timer", "Hold the subtree until this time (epoch seconds, null: no timer)",
-   body=_fields(timer={"type": "number", "nullable": True}), returns=NODE, errors=NODE_ERRORS)
+   body=_fields(timer={"type": "number", "nullable": True}), returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
 
 # -- commands ----------------------------------------------------------------------------------------
 op("get", "/commands", "Commands by id, a page at a time",
    query=[_q("status", COMMAND_STATUS, "command statuses", True), *PAGE],
-   returns=obj({"commands": arr(ref("Command")), "total": INT, "offset": INT, "limit": INT}))
-op("get", "/commands/{id}", "A command, with its arguments", returns=ref("Command"), errors=(404,))
+   returns=obj({"commands": arr(ref("Command")), "total": INT, "offset": INT, "limit": INT}), role="viewer")
+op("get", "/commands/{id}", "A command, with its arguments", returns=ref("Command"), errors=(404,), role="viewer")
+op("get", "/commands/{id}/log", "A command's log, from the worker that runs (or ran) it (text/plain)",
+   query=[_q("offset", INT, "from this byte"), _q("tail", INT, "the last N lines only"),
+          _q("follow", BOOL, "wait (up to 10 s) for more than the offset while the command runs")],
+   returns=STR, errors=(404, 502), role="viewer",
+   description="X-Log-Size names the log's size: the next offset; X-Command-Status the command's status.")
 op("put", "/commands/{id}", "Restart (1), force DONE (5) or cancel (8) a command",
-   body=_fields(status={"type": "integer", "enum": [1, 5, 8]}), returns=ref("Command"), errors=NODE_ERRORS)
+   body=_fields(status={"type": "integer", "enum": [1, 5, 8]}), returns=ref("Command"), errors=NODE_ERRORS, role="artist", own="command")
 
 # -- render nodes --------------------------------------------------------------------------------------
 RN = ref("RenderNode")
-op("get", "/rendernodes", "Every render node", returns=obj({"rendernodes": arr(RN)}))
-op("get", "/rendernodes/{name}", "A render node", returns=RN, errors=(404,))
+op("get", "/rendernodes", "Every render node", returns=obj({"rendernodes": arr(RN)}), role="viewer")
+op("get", "/rendernodes/{name}", "A render node", returns=RN, errors=(404,), role="viewer")
 op("delete", "/rendernodes/{name}", "Forget a render node; its commands go back to the queue",
-   returns=obj({"name": STR, "removed": BOOL}), errors=(404,))
+   returns=obj({"name": STR, "removed": BOOL}), errors=(404,), role="wrangler")
 op("post", "/rendernodes/{name}", "Worker: register (at start and after a 404 heartbeat)",
    body=ref("Registration"), returns=ref("Registered"), ok=201, errors=(400,),
    description="201 for a new node, 200 for a known one. `commands` lists what the worker still "
                "runs: those whose assignment is current stay where they are; the others are "
                "answered in `stop` and must be killed. Our commands it no longer runs are "
-               "requeued. With pools_backend: file the pools come from the configuration.")
+               "requeued. With pools_backend: file the pools come from the configuration.", role="worker")
 op("put", "/rendernodes/{name}/sysinfos", "Worker: heartbeat, with optional system information",
    body=ref("SysInfos"), returns=obj({"name": STR, "status": RN_STATUS, "paused": BOOL, **DURABILITY}),
    errors=(400, 404),
-   description="404 means the dispatcher does not know the node: the worker must register again.")
+   description="404 means the dispatcher does not know the node: the worker must register again.", role="worker")
 op("put", "/rendernodes/{name}/commands/{id}", "Worker: progress or end of a command",
    body=ref("CommandReport"),
    returns=obj({"id": INT, "status": COMMAND_STATUS,
@@ -323,82 +337,101 @@ op("put", "/rendernodes/{name}/commands/{id}", "Worker: progress or end of a com
    errors=(400, 404, 409),
    description="409 with \"stop\": true when the command is no longer this worker's under that "
                "assignment (cancelled, reassigned, timed out): kill it and drop it. 404 for an "
-               "unknown node (register again) or command.")
+               "unknown node (register again) or command.", role="worker")
 op("put", "/rendernodes/{name}/paused", "Pause or resume a render node (operators and the worker)",
    body=obj({"paused": BOOL, "killproc": BOOL}, required=("paused",)), returns=RN, errors=(400, 404),
-   description="killproc requeues what the node runs; resuming also lifts a quarantine.")
+   description="killproc requeues what the node runs; resuming also lifts a quarantine.", role=("wrangler", "worker"))
 op("put", "/rendernodes/{name}/reset", "Stop what a node runs and requeue those commands",
-   returns=obj({"name": STR, "requeued": arr(INT)}), errors=(404,))
+   returns=obj({"name": STR, "requeued": arr(INT)}), errors=(404,), role="wrangler")
 op("put", "/rendernodes/quarantine", "Put render nodes in quarantine or release them",
    body=_fields(quarantine=BOOL, rns=arr(STR)), returns=obj({"quarantine": BOOL, "rns": arr(STR)}),
-   errors=(400, 404))
+   errors=(400, 404), role="wrangler")
 op("put", "/rendernodes/performance", "Set render nodes' performance (best first in dispatch)",
    body=obj(additional=NUM, description="render node name -> performance"), returns=obj(additional=NUM),
-   errors=(400, 404))
+   errors=(400, 404), role="wrangler")
 
 # -- pools and shares ----------------------------------------------------------------------------------
 FILE_POOLS = "409 when pools_backend is file: pools come from the configuration."
-op("get", "/pools", "Every pool", returns=obj({"pools": obj(additional=ref("Pool"))}))
-op("get", "/pools/{name}", "A pool", returns=ref("Pool"), errors=(404,))
-op("post", "/pools/{name}", "Create a pool", returns=ref("Pool"), ok=201, errors=(400, 409), description=FILE_POOLS)
+op("get", "/pools", "Every pool", returns=obj({"pools": obj(additional=ref("Pool"))}), role="viewer")
+op("get", "/pools/{name}", "A pool", returns=ref("Pool"), errors=(404,), role="viewer")
+op("post", "/pools/{name}", "Create a pool", returns=ref("Pool"), ok=201, errors=(400, 409), description=FILE_POOLS, role="admin")
 op("delete", "/pools/{name}", "Delete a pool that holds no job", returns=obj({"name": STR, "deleted": BOOL}),
-   errors=(404, 409), description=FILE_POOLS)
+   errors=(404, 409), description=FILE_POOLS, role="admin")
 op("put", "/pools/{name}/rendernodes", "Replace a pool's render nodes", body=_fields(renderNodes=arr(STR)),
-   returns=ref("Pool"), errors=(400, 404, 409), description=FILE_POOLS)
-op("get", "/poolshares", "Every current pool share", returns=obj({"poolShares": arr(ref("PoolShare"))}))
+   returns=ref("Pool"), errors=(400, 404, 409), description=FILE_POOLS, role="admin")
+op("get", "/poolshares", "Every current pool share", returns=obj({"poolShares": arr(ref("PoolShare"))}), role="viewer")
 op("post", "/poolshares", "Move a job to a pool (a new share)",
    body=obj({"poolName": STR, "nodeId": INT, "maxRN": INT}, required=("poolName", "nodeId")),
-   returns=ref("PoolShare"), ok=201, errors=(400, 404))
-op("get", "/poolshares/{id}", "A pool share", returns=ref("PoolShare"), errors=(404,))
+   returns=ref("PoolShare"), ok=201, errors=(400, 404), role="wrangler")
+op("get", "/poolshares/{id}", "A pool share", returns=ref("PoolShare"), errors=(404,), role="viewer")
 for _method in ("post", "put"):
     op(_method, "/poolshares/{id}", "Set the job's maxRN through its share (-1 or 0: its fair share)",
-       body=_fields(maxRN=INT), returns=ref("PoolShare"), errors=(400, 404))
+       body=_fields(maxRN=INT), returns=ref("PoolShare"), errors=(400, 404), role="artist", own="share")
 
 # -- licenses ------------------------------------------------------------------------------------------
-op("get", "/licenses", "Every license counter", returns=obj({"licenses": arr(ref("License"))}))
-op("get", "/licenses/{name}", "A license counter", returns=ref("License"), errors=(404,))
+op("get", "/licenses", "Every license counter", returns=obj({"licenses": arr(ref("License"))}), role="viewer")
+op("get", "/licenses/{name}", "A license counter", returns=ref("License"), errors=(404,), role="viewer")
 op("put", "/licenses/{name}", "Set (or create) a license counter", body=_fields(maxlic=INT),
-   returns=ref("License"), errors=(400,))
+   returns=ref("License"), errors=(400,), role="admin")
 op("delete", "/licenses/{name}", "Release the tokens render nodes hold",
    body=_fields(rns={"oneOf": [STR, arr(STR)], "description": "'host:port,host:port' or a list"}),
-   returns=ref("License"), errors=(400, 404))
+   returns=ref("License"), errors=(400, 404), role="wrangler")
+
+# -- identities and the audit trail -----------------------------------------------------------------
+TOKEN = obj({"id": INT, "user": STR, "role": {"type": "string", "enum": list(auth.ROLES)},
+             "node": {"type": "string", "nullable": True}, "created": NUM, "lastUsed": TIME,
+             "expires": TIME, "revoked": BOOL})
+op("get", "/tokens", "Every token (never their values)", returns=obj({"tokens": arr(TOKEN)}), role="admin")
+op("post", "/tokens", "Make a token; the answer holds its value, shown this once",
+   body=obj({"user": STR, "role": {"type": "string", "enum": list(auth.ROLES)}, "node": STR,
+             "expires": {"type": "string", "description": "a duration from now: 30d, 12h"}},
+            required=("user", "role")),
+   returns=obj({"token": STR, "id": INT, "user": STR, "role": STR}), ok=201, errors=(400,), role="admin")
+op("delete", "/tokens/{id}", "Revoke a token", returns=obj({"revoked": arr(INT)}), errors=(404,), role="admin")
+op("get", "/audit", "Who did what: every state-changing request, newest first", query=[
+    _q("user", STR, "one user's"), _q("since", STR, "a duration back (2h, 7d) or a date"),
+    _q("job", INT, "requests that acted on this job"), _q("limit", INT, "default 100")],
+   returns=obj({"records": arr(obj({"time": NUM, "user": STR, "role": STR, "method": STR, "route": STR,
+                                    "path": STR, "targets": ANY_OBJ, "status": INT,
+                                    "outcome": {"type": "string", "nullable": True}}))}),
+   errors=(400,), role="wrangler")
 
 # -- query and edit ------------------------------------------------------------------------------------
 QUERY = ref("QueryResult")
 op("get", "/query", "Jobs as rows of the chosen fields",
    query=[ATTR, _q("tree", BOOL, "nest each job's nodes under 'items'"), *JOB_CONSTRAINTS],
-   returns=QUERY, errors=(400,))
+   returns=QUERY, errors=(400,), role="viewer")
 op("get", "/query/command", "Commands as rows of the chosen fields", query=[
     ATTR, _q("constraint_id", INT, "nodes (usually jobs) whose commands to list", True),
     *constraints(filters.COMMAND_QUERY),
     _q("offset", INT, "rows to skip"), _q("limit", INT, "rows to return (default: all)"),
-], returns=QUERY, errors=(400,))
+], returns=QUERY, errors=(400,), role="viewer")
 op("get", "/query/rn", "Render nodes as rows of the chosen fields", query=[
     _q("attr", STR, "fields; caracteristics:<key> for one caracteristic", True),
     *constraints(filters.RN_QUERY),
-], returns=QUERY, errors=(400,))
+], returns=QUERY, errors=(400,), role="viewer")
 op("post", "/query/job", "Jobs, with their subtree and commands when recursive",
-   body=filter_body(filters.JOB_SEARCH, recursive=BOOL), returns=QUERY, errors=(400,))
+   body=filter_body(filters.JOB_SEARCH, recursive=BOOL), returns=QUERY, errors=(400,), role="viewer")
 op("post", "/query/rendernode", "Render nodes matching the filters",
-   body=filter_body(filters.RN_SEARCH), returns=QUERY, errors=(400,))
+   body=filter_body(filters.RN_SEARCH), returns=QUERY, errors=(400,), role="viewer")
 EDIT = "Refused (400) without any constraint_* parameter."
 op("put", "/edit/status", "Restart (1), force DONE (3) or cancel (5) the filtered jobs",
    query=[_q("update_status", INT, "1, 3 or 5", required=True), *JOB_CONSTRAINTS],
-   returns=ref("EditResult"), errors=(400,), description=EDIT)
+   returns=ref("EditResult"), errors=(400,), description=EDIT, role="artist", own="filter")
 op("put", "/edit/maxrn", "Set the filtered jobs' maxRN",
    query=[_q("value", INT, "-1 or 0: no cap", required=True), *JOB_CONSTRAINTS],
-   returns=ref("EditResult"), errors=(400,), description=EDIT)
+   returns=ref("EditResult"), errors=(400,), description=EDIT, role="artist", own="filter")
 op("put", "/edit/prio", "Set the filtered jobs' dispatchKey",
    query=[_q("value", NUM, "the dispatchKey", required=True), *JOB_CONSTRAINTS],
-   returns=ref("EditResult"), errors=(400,), description=EDIT)
+   returns=ref("EditResult"), errors=(400,), description=EDIT, role="artist", own="filter")
 op("put", "/pause", "Pause the filtered jobs", query=JOB_CONSTRAINTS, returns=ref("EditResult"),
-   errors=(400,), description=EDIT)
+   errors=(400,), description=EDIT, role="artist", own="filter")
 op("put", "/resume", "Resume the filtered jobs", query=JOB_CONSTRAINTS, returns=ref("EditResult"),
-   errors=(400,), description=EDIT)
+   errors=(400,), description=EDIT, role="artist", own="filter")
 
 # -- system --------------------------------------------------------------------------------------------
 op("get", "/stats", "Farm snapshot: commands, render nodes, jobs, licenses, last dispatch pass",
-   returns=ref("Stats"))
+   returns=ref("Stats"), role="viewer")
 # -- pulistats (puli/stats, puli/dispatcher/sampler.py) -------------------------------------------------
 op("get", "/stats/history", "Recorded farm samples as series over a window", query=[
     _q("window", STR, "2h, 24h (default), 7d, 30d or FROM..TO (epoch seconds or ISO dates)"),
@@ -409,25 +442,25 @@ op("get", "/stats/history", "Recorded farm samples as series over a window", que
                       "paused, ready, running, allocated, readyCommands, runningCommands)"),
     _q("jobs", BOOL, "add the summaries of the jobs that ended in the window"),
 ], returns=obj({"from": NUM, "to": NUM, "resolution": NUM, "samples": INT, "times": arr(NUM),
-                "series": obj(additional=arr(NUM)), "jobs": arr(ANY_OBJ)}), errors=(400,))
+                "series": obj(additional=arr(NUM)), "jobs": arr(ANY_OBJ)}), errors=(400,), role="viewer")
 op("get", "/reports", "The latest pulistats report (HTML, last 24 h; regenerated when older than 10 min)",
-   returns={"type": "string", "description": "text/html"})
+   returns={"type": "string", "description": "text/html"}, role="viewer")
 op("get", "/reports/{name}", "A file of the latest report (.html, .svg, .csv, manifest.json)",
-   returns={"type": "string"}, errors=(404,))
+   returns={"type": "string"}, errors=(404,), role="viewer")
 op("get", "/reports/view", "The stats viewer: an HTML form and the chart it asks for", query=[
     _q("window", STR, "as /stats/history"), _q("value", STR, "nodes, jobs, err, paused, ready, "
                                               "allocated, running, readyCommands, runningCommands"),
     _q("group", STR, "prod, user, step, type or pool"), _q("states", STR, "node states shown", True),
     _q("resolution", STR, "as /stats/history"), _q("kind", STR, "line or stacked"),
-    _q("scale", STR, "linear or log")], returns={"type": "string", "description": "text/html"})
+    _q("scale", STR, "linear or log")], returns={"type": "string", "description": "text/html"}, role="viewer")
 op("get", "/reports/view.svg", "The viewer's chart as SVG (download=1: as an attachment)",
    query=[_q("download", BOOL, "Content-Disposition: attachment")],
-   returns={"type": "string", "description": "image/svg+xml"}, errors=(400,))
-op("get", "/system", "The dispatcher's state: version, uptime, readiness, database", returns=ref("System"))
+   returns={"type": "string", "description": "image/svg+xml"}, errors=(400,), role="viewer")
+op("get", "/system", "The dispatcher's state: version, uptime, readiness, database", returns=ref("System"), role="viewer")
 op("get", "/health", "A small answer for probes, without taking the farm lock; 200 even when degraded",
    returns=obj({"ok": BOOL, "ready": BOOL, "status": {"type": "string", "enum": ["ok", "degraded"]},
-                "problems": arr(STR)}))
-op("get", "/openapi.json", "This document", returns=ANY_OBJ)
+                "problems": arr(STR)}), role="public")
+op("get", "/openapi.json", "This document", returns=ANY_OBJ, role="public")
 
 _PATH_PARAMS = {"id": INT, "name": STR}
 _REASONS = {400: "Bad request: the description names the field", 404: "Not found",
@@ -458,6 +491,16 @@ def _operation(entry):
         out["description"] = entry["description"]
     if entry["body"] is not None:
         out["requestBody"] = _body(entry["body"])
+    access = entry["access"]
+    out["x-puli-role"] = list(access.roles)
+    if access.own:
+        out["x-puli-own"] = access.own
+    if auth.PUBLIC not in access.roles:
+        out["security"] = [{"bearer": []}]
+        responses["401"] = {"description": "No token, or an unknown, expired or revoked one",
+                            "content": {"application/json": {"schema": ref("Error")}}}
+        responses["403"] = {"description": f"Needs the role {' or '.join(access.roles)}",
+                            "content": {"application/json": {"schema": ref("Error")}}}
     return out
 
 
@@ -473,10 +516,16 @@ def _document():
             "version": puli.__version__,
             "description": "Puli's HTTP API. Every path also answers with a trailing slash. "
                            "Bodies are JSON objects; every error is a JSON body "
-                           "{title, description}.",
+                           "{title, description}. A route's `x-puli-role` names who may call "
+                           "it (viewer < artist < wrangler < admin; worker apart), with a bearer "
+                           "token: `Authorization: Bearer <token>`.",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "a token from `puli-dispatcher tokens create`"}},
+        },
     }
 
 
@@ -488,3 +537,8 @@ def document():
 def operations():
     """(method, path) of every documented operation, paths in OpenAPI form (/nodes/{id})."""
     return {(e["method"].upper(), e["path"]) for e in OPERATIONS}
+
+
+def access_table():
+    """(METHOD, path) -> auth.Access of every route: what the middleware enforces."""
+    return {(e["method"].upper(), e["path"]): e["access"] for e in OPERATIONS}

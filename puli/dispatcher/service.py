@@ -9,6 +9,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import notify
@@ -19,11 +20,14 @@ from ..model.graph import parse_graph
 from ..model.status import CommandStatus as CS
 from ..scheduler.dispatch import dispatch
 from . import delivery
+from .auth import Tokens
 from .settings import load_settings
 
 log = logging.getLogger("puli.dispatcher")
 
 HELD_RETRY = 30.0   # s between two tries of a row the database refused, while it does not change
+AUDIT_PURGE = 3600.0  # s between two purges of audit records older than audit_retention
+AUDIT_MEMORY = 10_000  # audit records kept in memory without a database
 
 
 class HeldRow:
@@ -72,6 +76,12 @@ class Service:
         self.flushes = 0                # flushes begun
         self.flushed = 0                # the last flush all of whose changes are committed
         self._flush_lock = threading.Lock()   # one flush at a time, in the order they took their changes
+        self.tokens = Tokens(store, clock)
+        self.worker_tls = delivery.tls_context(settings.worker_ca_file)
+        # Audit records not written yet (the flusher writes them); without a store, the last ones.
+        self._audit_lock = threading.Lock()
+        self._audit = [] if store is not None else deque(maxlen=AUDIT_MEMORY)
+        self._purged_at = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def restore(self):
@@ -113,12 +123,17 @@ class Service:
         self._wake.set()
 
     # -- submission -------------------------------------------------------------------------------
-    def submit(self, payload):
-        """Validate, commit, then publish a graph; nothing is visible until it is committed."""
+    def submit(self, payload, owner=None, default_user=None):
+        """Validate, commit, then publish a graph; nothing is visible until it is committed.
+        `owner`: the job's user whatever the graph says; `default_user`: when it says none."""
+        if isinstance(payload, dict) and (owner is not None or (default_user and not payload.get("user"))):
+            payload = dict(payload, user=owner or default_user)
         spec = parse_graph(payload)
         now = self.now()
         with self.lock:
             job = build_job(self.farm, spec, now)
+            if owner is not None:
+                job.user = owner
         if self.store is not None:
             self.store.insert_job(job)
         with self.lock:
@@ -182,7 +197,7 @@ class Service:
             self._sender.submit(self._send, msg)
 
     def _send(self, msg):
-        ok = delivery.send(msg, self.worker_timeout)
+        ok = delivery.send(msg, self.worker_timeout, self.worker_tls)
         if ok or msg.kind != "assign":
             return
         # The worker did not take it: back to the queue, and no more work for that node
@@ -207,10 +222,16 @@ class Service:
 
         A row the database refuses (a value it cannot hold) is kept aside and retried alone,
         when it changes again or every HELD_RETRY seconds, so that it never holds the others
-        back; the rest is written. True when nothing is left to write.
+        back; the rest is written. Then the audit trail. True when nothing is left to write.
         """
         with self._flush_lock:
-            return self._flush()
+            done = self._flush()
+            if self.db_error is None:
+                try:
+                    self._write_access()
+                except Exception as exc:
+                    log.error("writing the audit trail failed, will retry: %s", exc)
+            return done
 
     def _flush(self):
         now = self.now()
@@ -265,6 +286,63 @@ class Service:
             log.warning("database is back; pending changes written")
             self.db_error = None
         return not self.held
+
+    # -- identities and the audit trail ----------------------------------------------------------
+    def job_of(self, kind, ident):
+        """(job id, user) of the job a route's id names ("node", "command", "share"); None when
+        it names nothing (the route answers 404 itself)."""
+        try:
+            ident = int(ident)
+        except (TypeError, ValueError):
+            return None
+        with self.lock:
+            farm = self.farm
+            if kind == "node":
+                node = farm.nodes.get(ident)
+                job = node.job if node is not None and node is not farm.root else None
+            elif kind == "command":
+                cmd = farm.commands.get(ident)
+                job = cmd.task.job if cmd is not None else None
+            else:
+                share = farm.shares.get(ident)
+                job = share.node if share is not None else None
+            return (job.id, job.user) if job is not None else None
+
+    def record(self, entry):
+        """One audit record (auth.py's Audit middleware makes them)."""
+        with self._audit_lock:
+            self._audit.append(entry)
+
+    def audit_trail(self, user=None, since=None, job=None, limit=100):
+        """Audit records, newest first: those not written yet, then the database's."""
+        with self._audit_lock:
+            pending = list(self._audit)
+        out = [r for r in reversed(pending)
+               if (user is None or r["user"] == user) and (since is None or r["time"] >= since)
+               and (job is None or job in (r["targets"].get("jobs") or ()))][:limit]
+        if self.store is not None and len(out) < limit:
+            out += self.store.read_audit(user=user, since=since, job=job, limit=limit - len(out))
+        return out
+
+    def _write_access(self):
+        """After a flush: the audit records since the last one, and when tokens were used;
+        audit records past audit_retention go once an hour."""
+        with self._audit_lock:
+            records, self._audit = self._audit, []
+        used = self.tokens.take_used()
+        try:
+            if records or used:
+                self.store.write_access(used, records)
+            now = self.now()
+            if now - self._purged_at >= AUDIT_PURGE:
+                self.store.purge_audit(now - self.settings.audit_retention)
+                self._purged_at = now
+        except Exception:
+            with self._audit_lock:
+                self._audit[:0] = records
+            for token_id, when in used.items():
+                self.tokens.used.setdefault(token_id, when)
+            raise
 
     def pending_writes(self):
         """True while some change is not yet committed (call under the lock)."""

@@ -83,6 +83,16 @@ SCHEMA = {
         "Pool name -> render node names (host:port, or host); used only with pools_backend: file."),
     "licenses": Setting(
         Mapping(Int(0)), "License name -> number of tokens; the initial counters."),
+    "auth": Setting(
+        Bool(),
+        "Require a bearer token with the right role on every route; false only for a single "
+        "trusted machine."),
+    "audit_retention": Setting(
+        Duration(minimum=3600), "The audit trail keeps every state-changing request this long."),
+    "worker_ca_file": Setting(
+        Path(optional=True),
+        "CA certificate (PEM) that workers' TLS certificates are checked against; empty means "
+        "the system's CAs."),
     "stats_interval": Setting(
         Duration(minimum=1), "Period of the farm usage samples kept for pulistats."),
 }

@@ -17,6 +17,10 @@ class NotFound(FarmError):
     """The job, node, command, render node, pool, share or license does not exist."""
 
 
+class Forbidden(FarmError):
+    """The caller may not do this to this object (a render node bound to another token)."""
+
+
 class Conflict(FarmError):
     """The request contradicts the current state (e.g. a pool that already exists)."""
 

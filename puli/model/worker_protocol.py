@@ -3,28 +3,45 @@
 A report counts only for the command's current assignment on that render node; anything else
 is a StaleAssignment, which tells the worker to stop that run and forget it.
 """
+import ipaddress
+import re
+
 from . import limits
-from .errors import InvalidValue, NotFound, StaleAssignment
+from .errors import Conflict, Forbidden, InvalidValue, NotFound, StaleAssignment
 from .lookup import get_command, get_render_node
 from .render_node_admin import set_render_node_pools
 from .status import ACTIVE, FINAL, CommandStatus as CS
 
 
-def register(farm, name, info, running, now, pools_from_config=None):
+def register(farm, name, info, running, now, pools_from_config=None, token_id=None):
     """A worker (re)starts. Returns the ids of reported commands it must stop.
 
     `running` lists what the worker still runs: {id, assignment, status, completion, message}.
     Commands it still runs under their current assignment stay where they are (nothing runs
-    twice); ours that it no longer has go back to the queue.
+    twice); ours that it no longer has go back to the queue. The first token to register a
+    node is the only one that may speak for it afterwards, and a registration cannot move a
+    node that is alive to another address (a forged one would redirect its work).
     """
     name = name.lower()
     _check_node_info(name, info)
     for item in running or ():
         _check_report(item)
-    rn = farm.render_nodes.get(name) or farm.add_render_node(name, now)
     host, _, port = name.rpartition(":") if ":" in name else (name, "", "")
-    rn.host = info.get("host") or host
-    rn.port = info.get("port") or (int(port) if port else 8000)
+    host, port = info.get("host") or host, info.get("port") or (int(port) if port else 8000)
+    rn = farm.render_nodes.get(name)
+    if rn is not None:
+        check_binding(rn, token_id)
+        if rn.alive and (rn.host, rn.port) != (host, port) and rn.register_date is not None:
+            raise Conflict(f"render node {name} is alive at {rn.host}:{rn.port}: a registration "
+                           f"cannot move it to {host}:{port} (wait {farm.rn_timeout:g} s of silence, "
+                           "or remove the node first)")
+    else:
+        rn = farm.add_render_node(name, now)
+    if rn.token_id is None and token_id is not None:
+        rn.token_id = token_id
+    rn.host, rn.port = host, port
+    rn.secret = info.get("secret")
+    rn.scheme = info.get("scheme") or "http"
     for key, attr in (("cores", "cores"), ("ram", "ram"), ("speed", "speed"),
                       ("puliversion", "puliversion"), ("caracteristics", "caracteristics")):
         if key in info:
@@ -71,9 +88,38 @@ def _text_list(name, max_chars):
     return check
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+
+
+def _host(value):
+    """A host name or an IP address, never a URL nor anything with a path: it becomes one."""
+    limits.text("host", value, limits.NAME_CHARS)
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(value):
+        raise InvalidValue(f"host must be a host name or an IP address, not {value!r}")
+    return value
+
+
+def _secret(value):
+    if not isinstance(value, str) or not 16 <= len(value) <= limits.NAME_CHARS:
+        raise InvalidValue("secret must be a string of 16 to 255 characters")
+
+
+def _scheme(value):
+    if value not in ("http", "https"):
+        raise InvalidValue(f"scheme must be http or https, not {value!r}")
+
+
 # What a worker says of its node, as the store keeps it.
 _NODE_INFO = {
-    "host": lambda v: limits.text("host", v, limits.NAME_CHARS),
+    "host": _host,
+    "secret": _secret,
+    "scheme": _scheme,
     "port": lambda v: limits.integer("port", v, 1, 65535),
     "cores": lambda v: limits.integer("cores", v, 1),
     "ram": lambda v: limits.integer("ram (MB)", v, 0),
@@ -97,6 +143,13 @@ def _check_node_info(name, info):
             check(value)
 
 
+def check_binding(rn, token_id):
+    """Only the token that registered a node speaks for it (token_id None: auth is off)."""
+    if token_id is not None and rn.token_id is not None and rn.token_id != token_id:
+        raise Forbidden(f"render node {rn.name} is bound to another token: only the token that "
+                        "registered it may speak for it")
+
+
 def touch(farm, rn, now):
     """The node was heard from: alive and reachable again."""
     rn.last_alive = now
@@ -111,9 +164,10 @@ def unreachable(farm, rn):
     farm.refresh_render_node(rn)
 
 
-def heartbeat(farm, name, info, now):
+def heartbeat(farm, name, info, now, token_id=None):
     """The periodic news of a node (NotFound when it must register first)."""
     rn = get_render_node(farm, name)
+    check_binding(rn, token_id)
     _check_node_info(rn.name, info)
     if "systemFreeRam" in info:
         rn.system_free_ram = info["systemFreeRam"]
@@ -141,13 +195,14 @@ def _check_fence(cmd, rn, assignment):
         raise StaleAssignment(f"command {cmd.id} is {cmd.status.name}, not running on {rn.name}")
 
 
-def command_update(farm, name, command_id, report, now):
+def command_update(farm, name, command_id, report, now, token_id=None):
     """A worker reports progress or the end of a command it runs.
 
     Refused (StaleAssignment) when the report's assignment is not the command's current one:
     the worker must then stop the command. A late report never overwrites a newer state.
     """
     rn = get_render_node(farm, name)
+    check_binding(rn, token_id)
     cmd = get_command(farm, command_id)
     _check_report(report)
     touch(farm, rn, now)

@@ -105,11 +105,12 @@ def _load_pools(cur, farm):
 def _load_render_nodes(cur, farm, now):
     cols = ", ".join(RENDER_NODE_COLUMNS)
     for (rn_id, name, host, port, cores, ram, speed, caracteristics, puliversion, performance,
-         paused, quarantined, _archived, create_date, register_date) in cur.execute(
+         paused, quarantined, _archived, create_date, register_date, token_id) in cur.execute(
             f"SELECT {cols} FROM render_nodes WHERE archived = 0 ORDER BY id").fetchall():
         rn = RenderNode(rn_id, name, host, port, cores, ram, speed,
                         json.loads(caracteristics) if caracteristics else {}, puliversion, create_date)
         rn.register_date = register_date
+        rn.token_id = token_id
         rn.performance = performance
         rn.paused = bool(paused)
         rn.quarantined = bool(quarantined)

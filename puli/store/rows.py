@@ -24,7 +24,7 @@ MEMBER_COLUMNS = ("pool_id", "render_node")
 SHARE_COLUMNS = ("id", "pool_id", "node_id", "max_rn", "archived")
 RENDER_NODE_COLUMNS = ("id", "name", "host", "port", "cores", "ram", "speed", "caracteristics",
                        "puliversion", "performance", "paused", "quarantined", "archived",
-                       "create_date", "register_date")
+                       "create_date", "register_date", "token_id")
 LICENSE_COLUMNS = ("name", "maximum")
 META_COLUMNS = ("name", "value")
 COUNTERS = ("next_node_id", "next_command_id", "next_share_id", "next_pool_id", "next_rn_id",
@@ -102,7 +102,7 @@ def pool_row(pool):
 def render_node_row(rn):
     return (rn.id, rn.name, rn.host, rn.port, rn.cores, rn.ram, rn.speed, _json(rn.caracteristics),
             rn.puliversion, rn.performance, int(rn.paused), int(rn.quarantined), int(rn.archived),
-            rn.create_date, rn.register_date)
+            rn.create_date, rn.register_date, rn.token_id)
 
 
 def statuses_text(statuses):

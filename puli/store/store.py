@@ -3,7 +3,7 @@ import logging
 import threading
 import time
 
-from . import archive, restore, rows as _rows
+from . import access, archive, restore, rows as _rows
 from .connection import Database, DbUrl, StoreError
 from .tables import create_schema
 from .writes import Writer
@@ -82,6 +82,38 @@ class Store:
             half = len(units) // 2
             self._isolate(units[:half], refused)
             self._isolate(units[half:], refused)
+
+    # -- tokens and the audit trail: committed before the caller answers --------------------
+    def create_token(self, digest, user, role, node, created, expires):
+        """A new token's row (a dict, see access.py); a digest already known: StoreError."""
+        with self._lock, self._db.transaction(what="saving a token") as cur:
+            return access.insert_token(cur, digest, user, role, node, created, expires)
+
+    def find_token(self, digest):
+        with self._lock, self._db.transaction(what="looking a token up") as cur:
+            return access.find_token(cur, digest)
+
+    def list_tokens(self):
+        with self._lock, self._db.transaction(what="listing tokens") as cur:
+            return access.list_tokens(cur)
+
+    def revoke_tokens(self, ids=(), user=None):
+        with self._lock, self._db.transaction(what="revoking tokens") as cur:
+            return access.revoke_tokens(cur, ids, user)
+
+    def write_access(self, last_used, audit):
+        """Outside the farm lock: when tokens were last used, and new audit records."""
+        with self._lock, self._db.transaction(what="writing the audit trail") as cur:
+            access.touch_tokens(cur, last_used)
+            access.insert_audit(cur, audit)
+
+    def read_audit(self, **filters):
+        with self._lock, self._db.transaction(what="reading the audit trail") as cur:
+            return access.read_audit(cur, **filters)
+
+    def purge_audit(self, before):
+        with self._lock, self._db.transaction(what="purging the audit trail") as cur:
+            access.purge_audit(cur, before)
 
     # -- archive ---------------------------------------------------------------------------------
     def archived_node(self, node_id):

@@ -158,6 +158,7 @@ class RenderNodeTable(SQLObject):
     archived = BoolCol(notNone=True)
     create_date = FloatCol()
     register_date = FloatCol()
+    token_id = BigIntCol()                       # the token that registered it, the only one it answers
     by_name = DatabaseIndex("name")
 
 
@@ -203,8 +204,44 @@ class StatsJobTable(SQLObject):
     by_end = DatabaseIndex("end_time")
 
 
+class TokenTable(SQLObject):
+    """Who may call the API: a token's SHA-256 (never the token), its user, role and life."""
+
+    class sqlmeta(_Meta):
+        table = "tokens"
+
+    digest = StringCol(length=64, notNone=True, unique=True)
+    user = StringCol(notNone=True, **NAME)
+    role = StringCol(length=16, notNone=True)
+    node = StringCol(**NAME)                     # a worker token bound to this render node
+    created = FloatCol(notNone=True)
+    last_used = FloatCol()
+    expires = FloatCol()
+    revoked = BoolCol(notNone=True)
+
+
+class AuditTable(SQLObject):
+    """Every state-changing request: who, when, which route, on what, and how it ended."""
+
+    class sqlmeta(_Meta):
+        table = "audit"
+
+    time = FloatCol(notNone=True)
+    user = StringCol(notNone=True, **NAME)
+    role = StringCol(length=16, notNone=True)
+    method = StringCol(length=8, notNone=True)
+    route = StringCol(notNone=True, **NAME)      # the route's template, /nodes/{id}/status
+    path = StringCol(notNone=True)
+    targets = StringCol(**JSON)                  # {"jobs": [...], "renderNodes": [...], ...}
+    jobs = StringCol()                           # ",12,13,": the jobs acted on, for a LIKE
+    status = IntCol(notNone=True)
+    outcome = StringCol()
+    by_time = DatabaseIndex("time")
+
+
 TABLES = (NodeTable, CommandTable, DependencyTable, PoolTable, PoolMemberTable, PoolShareTable,
-          RenderNodeTable, LicenseTable, MetaTable, StatsSampleTable, StatsJobTable)
+          RenderNodeTable, LicenseTable, MetaTable, StatsSampleTable, StatsJobTable, TokenTable,
+          AuditTable)
 
 
 def columns(table):
@@ -221,6 +258,20 @@ def sqlobject_connection(url):
                            port=url.port, **kw)
 
 
+def _add_missing_columns(conn, url, table):
+    """A database made by an older Puli gets the columns added since (each may be NULL): an
+    upgrade keeps its farm."""
+    name = table.sqlmeta.table
+    if url.scheme == "mysql":
+        present = {row[0] for row in conn.queryAll(f"SHOW COLUMNS FROM {name}")}
+    else:
+        present = {row[1] for row in conn.queryAll(f"PRAGMA table_info({name})")}
+    for col in table.sqlmeta.columnList:
+        if col.dbName not in present:
+            definition = col.mysqlCreateSQL(conn) if url.scheme == "mysql" else col.sqliteCreateSQL()
+            conn.query(f"ALTER TABLE {name} ADD COLUMN {definition}")
+
+
 def create_schema(url, clean=False):
     """Create the tables that do not exist yet (all of them again with clean=True)."""
     try:
@@ -233,6 +284,7 @@ def create_schema(url, clean=False):
                 table.dropTable(ifExists=True, connection=conn)
         for table in TABLES:
             if table.tableExists(connection=conn):
+                _add_missing_columns(conn, url, table)
                 continue
             table.createTable(connection=conn)
             if url.scheme == "mysql":

@@ -1,11 +1,15 @@
 """The worker's HTTP API (Puli's routes): assignments, stop orders, pause, logs, system information.
 
-A small Falcon app on a threaded wsgiref server, in a thread of the worker. Responders only parse
-and call the worker; every answer is JSON except the logs, and every error is a JSON body.
+A small Falcon app on a threaded wsgiref server (TLS when the worker has a certificate), in a
+thread of the worker. It obeys its dispatcher only: every request must show the secret the
+worker gave the dispatcher at its last registration (401 otherwise, and nothing is done).
+Responders only parse and call the worker; every answer is JSON except the logs, and every
+error is a JSON body.
 """
 import logging
 import os
 import socketserver
+import ssl
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -197,8 +201,24 @@ def _unexpected(req, resp, ex, params):
                     "the worker log has the details")
 
 
+class DispatcherOnly:
+    """Middleware: `Authorization: Bearer <the secret of the last registration>`, or 401."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    def process_request(self, req, resp):
+        scheme, _, secret = (req.get_header("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not self.worker.allows(secret.strip()):
+            raise falcon.HTTPUnauthorized(
+                title="Not the dispatcher",
+                description="this worker obeys its dispatcher only: show the secret it gave at "
+                            "its registration (root on this node finds it in <data_dir>/api.secret)",
+                challenges=['Bearer realm="puli-worker"'])
+
+
 def create_app(worker):
-    app = falcon.App()
+    app = falcon.App(middleware=[DispatcherOnly(worker)])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(Refused, _refused)
@@ -225,9 +245,15 @@ class _Handler(WSGIRequestHandler):
 class ApiServer:
     """The API served from a thread; bound at construction, so a busy port fails at once."""
 
-    def __init__(self, worker, address, port):
+    def __init__(self, worker, address, port, tls_cert=None, tls_key=None):
         self.server = make_server(address, port, create_app(worker), server_class=_Server,
                                   handler_class=_Handler)
+        if tls_cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls_cert), str(tls_key))
+            # The handshake in the request's own thread: a client slow at it holds only that.
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True,
+                                                     do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, name="puli-api", daemon=True)
 
     def start(self):

@@ -4,8 +4,10 @@ One Client per thread, each keeping its connection alive between calls; each cal
 Answer, whatever the status, or raises Unreachable when no answer came. Plain http.client: a
 report costs a fraction of what it costs through requests, and the worker sends many.
 """
+import functools
 import http.client
 import json
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 
@@ -31,10 +33,16 @@ class Answer:
 
 
 class Client:
-    def __init__(self, url, name, timeout=TIMEOUT):
+    def __init__(self, url, name, timeout=TIMEOUT, token="", ca_file=None):
         parts = urllib.parse.urlsplit(url)
-        self.connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
-                                 else http.client.HTTPConnection)
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            self.connection_class = functools.partial(http.client.HTTPSConnection, context=context)
+        else:
+            self.connection_class = http.client.HTTPConnection
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
         self.netloc = parts.netloc
         self.base = f"{parts.path.rstrip('/')}/rendernodes/{urllib.parse.quote(name, safe=':')}"
         self.timeout = timeout
@@ -59,7 +67,7 @@ class Client:
 
     def _call(self, method, path, body):
         data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = self.headers
         while True:
             reused = self.connection is not None
             if not reused:

@@ -1,5 +1,6 @@
 """The worker's settings: schema, defaults file, and loading as the worker does at start."""
 
+import os
 import pathlib
 import socket
 
@@ -47,6 +48,17 @@ SCHEMA = {
     "killfile": Setting(Path(optional=True),
                         "The killfile, whose presence pauses the node; empty means <data_dir>/killfile."),
     "max_commands": Setting(Int(0), "Most commands run at once; 0 means one per core."),
+    "token": Setting(Str(empty=True),
+                     "This render node's token (a worker token from 'puli-dispatcher tokens create "
+                     "--role worker'); or token_file."),
+    "token_file": Setting(Path(optional=True),
+                          "A file holding the token, readable by the worker's user only."),
+    "ca_file": Setting(Path(optional=True),
+                       "CA certificate (PEM) the dispatcher's TLS certificate is checked against "
+                       "(an https dispatcher_url); empty means the system's CAs."),
+    "tls_cert": Setting(Path(optional=True),
+                        "Certificate (PEM) the worker's API serves TLS with; empty: plain HTTP."),
+    "tls_key": Setting(Path(optional=True), "The private key of tls_cert."),
 }
 
 
@@ -66,11 +78,30 @@ def load_settings(args=None, /, *, system_file=SYSTEM_PATH, **values) -> config.
         settings = config.from_args(SCHEMA, DEFAULTS_PATH, args, env_prefix=ENV_PREFIX,
                                     system_file=system_file, values=values)
     short_host = socket.gethostname().split(".")[0]
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise config.ConfigError(["tls_cert and tls_key go together: set both, or neither"])
     return settings.replace(
         name=(settings.name or f"{short_host}:{settings.port}").lower(),
         host=settings.host or _callback_host(),
         log_dir=settings.log_dir or settings.data_dir / "log",
-        killfile=settings.killfile or settings.data_dir / "killfile")
+        killfile=settings.killfile or settings.data_dir / "killfile",
+        token=settings.token or (read_secret_file(settings.token_file, "token_file") if settings.token_file else ""))
+
+
+def read_secret_file(path, name):
+    """The first line of a file that only its owner may read (ConfigError otherwise)."""
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            raise config.ConfigError([f"{name} {path}: others may read it (mode {mode & 0o777:o}); "
+                                      f"make it readable by its owner only: chmod 600 {path}"])
+        with open(path) as f:
+            value = f.readline().strip()
+    except OSError as exc:
+        raise config.ConfigError([f"{name} {path}: cannot read it: {exc.strerror}"]) from None
+    if not value:
+        raise config.ConfigError([f"{name} {path}: it is empty"])
+    return value
 
 
 def _callback_host():

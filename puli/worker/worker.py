@@ -4,7 +4,10 @@ relays their progress, heartbeats, and obeys the killfile.
 One thread owns the runs' lifecycle (the loop); the API threads only start watchers and queue
 stop orders under `lock`; the sender thread only talks to the dispatcher and hands back outcomes.
 """
+import hmac
 import logging
+import os
+import secrets
 import signal
 import threading
 import time
@@ -59,8 +62,12 @@ class Worker:
         self.killfile = Killfile(settings.killfile)
         # Set while the dispatcher holds this node paused because this worker said so.
         self.pause_marker = Path(settings.data_dir) / "paused-by-killfile"
-        self.client = Client(settings.dispatcher_url, settings.name)
-        self.sender = Sender(Client(settings.dispatcher_url, settings.name))
+        self.client = self.dispatcher_client()
+        self.sender = Sender(self.dispatcher_client())
+        # What the dispatcher must show to be obeyed: a fresh secret at each registration
+        # (the one before it too, for the messages already on their way).
+        self.secrets = ()
+        self.secret_file = Path(settings.data_dir) / "api.secret"
         self.signals = Signals()
         self.lock = threading.Lock()        # runs and stop orders, shared with the API threads
         self.runs = {}                      # command id -> watchers.Run
@@ -81,13 +88,18 @@ class Worker:
         self.next_killfile_check = 0.0
         self.status_line = None
 
+    def dispatcher_client(self):
+        s = self.settings
+        return Client(s.dispatcher_url, s.name, token=s.token, ca_file=s.ca_file)
+
     # -- the life of the worker -------------------------------------------------------------
 
     def run(self):
         """adopt → serve → register → ready → loop → teardown. Returns the exit status."""
         self.signals.install()
         self.adopt()
-        api = ApiServer(self, self.settings.address, self.settings.port).start()
+        api = ApiServer(self, self.settings.address, self.settings.port,
+                        self.settings.tls_cert, self.settings.tls_key).start()
         try:
             if not self.register_until_accepted():
                 log.info("stopped before the dispatcher accepted this node")
@@ -296,9 +308,11 @@ class Worker:
 
     def register(self):
         """One registration attempt: the Answer once accepted, else None (and why is logged)."""
+        secret = self.new_secret()
         body = dict(self.host_info(refresh=True), **sysinfo.load_info(), name=self.settings.name,
                     host=self.settings.host, port=self.settings.port, pools=list(self.settings.pools),
-                    commands=[run.report() for run in self._runs() if not run.forget])
+                    commands=[run.report() for run in self._runs() if not run.forget],
+                    secret=secret, scheme="https" if self.settings.tls_cert else "http")
         answer = self._call(self.client.register, body)
         if answer is None:
             return None
@@ -321,6 +335,22 @@ class Worker:
                 run.end_flush = None
                 self.sender.put(run.report(), urgent=True)  # its report removes the run
         return answer
+
+    def new_secret(self):
+        """A fresh secret for the dispatcher to show, kept in <data_dir>/api.secret for this
+        node's root (and tests) to call the API with."""
+        secret = secrets.token_urlsafe(32)
+        self.secrets = (secret, *self.secrets[:1])
+        tmp = self.secret_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+        os.replace(tmp, self.secret_file)
+        return secret
+
+    def allows(self, secret):
+        """True when a request to our API shows the dispatcher's secret."""
+        return any(hmac.compare_digest(secret, known) for known in self.secrets)
 
     def _call(self, method, *args):
         """A call to the dispatcher; None when it did not answer (logged once per outage)."""

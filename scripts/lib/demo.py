@@ -1,5 +1,6 @@
 """The demo farm's job: submit it, follow it to the end, say where its outputs are."""
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -9,7 +10,8 @@ STATUS = {0: "BLOCKED", 1: "READY", 2: "RUNNING", 3: "DONE", 4: "ERROR", 5: "CAN
 
 def call(url, method="GET", body=None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {os.environ['PULI_TOKEN']}"}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 

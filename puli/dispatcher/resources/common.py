@@ -272,3 +272,21 @@ class RequestLimits:
                 title="Request body too large",
                 description=f"the body is {length} bytes; the dispatcher accepts at most "
                             f"{self.max_bytes} (setting max_request_bytes)")
+
+
+class JsonOnly:
+    """A state-changing request's body is JSON, labelled so, or there is none (415 otherwise):
+    a web page can make a browser send a form or text/plain to any address, never a JSON body
+    (that needs CORS, which the dispatcher never grants)."""
+
+    def process_request(self, req, resp):
+        if req.method not in ("POST", "PUT", "PATCH", "DELETE"):
+            return
+        if not req.content_type and not req.content_length:
+            return
+        media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+        if media_type != falcon.MEDIA_JSON:
+            raise falcon.HTTPUnsupportedMediaType(
+                title="Unsupported media type",
+                description=f"send the body as JSON with 'Content-Type: application/json', "
+                            f"not {req.content_type or 'without a Content-Type'}")

@@ -1,4 +1,5 @@
 """Job submission: POST /graphs/ (Puli's wire format, see puli.model.graph)."""
+from ..auth import TRUSTED
 from .common import read_body
 
 
@@ -7,8 +8,13 @@ class Graphs:
         self.service = service
 
     def on_post(self, req, resp):
-        """Create a job from a graph; nothing is created when the graph is refused."""
-        job = self.service.submit(read_body(req))
+        """Create a job from a graph; nothing is created when the graph is refused. An artist's
+        job is the artist's whatever the graph says; a wrangler's or an admin's is the graph's
+        user's, or theirs when it names none."""
+        identity = req.context.identity
+        owner = identity.user if identity.role == "artist" else None
+        default = identity.user if identity is not TRUSTED else None
+        job = self.service.submit(read_body(req), owner=owner, default_user=default)
         with self.service.lock:
             body = {
                 "id": job.id,

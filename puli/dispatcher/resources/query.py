@@ -307,6 +307,9 @@ class Edit:
                 description="give at least one constraint (constraint_id, constraint_user, ...): "
                             "an edit never applies to every job at once")
         apply = self.parse(req)
+        only_user = getattr(req.context, "only_user", None)
+        if only_user is not None:       # an artist's edit acts on its own jobs (auth.py)
+            preds.append(lambda j: j.user == only_user)
         service = self.service
         now = service.now()
         with service.lock:
@@ -321,6 +324,7 @@ class Edit:
                     edited.append(job.id)
                 left_alone += changes.left_alone
             left = views.left_alone(left_alone)
+        req.context.jobs = edited       # for the audit trail
         service.changed()
         resp.media = {
             "summary": {

@@ -2,11 +2,11 @@
 
 POST /rendernodes/<name>/ (registration) is the worker's: see worker_protocol.
 """
-from ...model import lookup, render_node_admin
+from ...model import lookup, render_node_admin, worker_protocol
 from ...model.errors import NotFound
 from .. import views
 from .common import BadField, field, read_body
-from .worker_protocol import Registration
+from .worker_protocol import Registration, token_id
 
 
 class RenderNodes:
@@ -52,6 +52,7 @@ class Paused:
         now = service.now()
         with service.lock:
             rn = lookup.get_render_node(service.farm, name)
+            worker_protocol.check_binding(rn, token_id(req))
             render_node_admin.set_render_node_paused(service.farm, rn, paused, kill=kill, now=now)
             media = views.render_node(rn)
         service.changed()

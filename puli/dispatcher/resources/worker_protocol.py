@@ -6,6 +6,7 @@ It wakes the dispatch loop only when the report freed resources or produced a wo
 """
 from ...model import worker_protocol
 from ...model.status import CommandStatus
+from ..auth import WORKER
 from ..settings import file_pools_of
 from .common import BadField, field, pools_from_file, read_body
 
@@ -42,6 +43,13 @@ def _report(item, where):
     return out
 
 
+def token_id(req):
+    """A worker's token (None for anybody else, or with auth off): the one a render node is
+    bound to, that the model holds its requests to."""
+    identity = req.context.identity
+    return identity.token_id if identity is not None and identity.role == WORKER else None
+
+
 class Registration:
     """POST /rendernodes/<name>/: a worker (re)starts and tells what it still runs."""
 
@@ -59,7 +67,7 @@ class Registration:
         if port is not None:
             info["port"] = port
         for key, kind in (("speed", float), ("puliversion", str), ("caracteristics", dict),
-                          ("systemFreeRam", float)):
+                          ("systemFreeRam", float), ("secret", str), ("scheme", str)):
             value = field(body, key, kind, None, minimum=0 if kind is float else None, nullable=True)
             if value is not None:
                 info[key] = int(value) if key == "systemFreeRam" else value
@@ -88,7 +96,8 @@ class Registration:
             new = name not in farm.render_nodes
             for pool in config_pools or ():
                 farm.get_pool(pool)     # the configuration is the authority on pools
-            stop = worker_protocol.register(farm, name, info, running, now, pools_from_config=config_pools)
+            stop = worker_protocol.register(farm, name, info, running, now, pools_from_config=config_pools,
+                                            token_id=token_id(req))
             rn = farm.render_nodes[name]
             media = {"name": rn.name, "id": rn.id, "status": int(rn.status), "stop": stop,
                      "flushed": service.flushed, "epoch": service.epoch}
@@ -115,7 +124,7 @@ class SysInfos:
         now = service.now()
         with service.lock:
             farm = service.farm
-            rn = worker_protocol.heartbeat(farm, name, info, now)
+            rn = worker_protocol.heartbeat(farm, name, info, now, token_id=token_id(req))
             media = {"name": rn.name, "status": int(rn.status), "paused": rn.paused,
                      "flushed": service.flushed, "epoch": service.epoch}
             wake = farm.wake
@@ -137,7 +146,7 @@ class CommandReport:
         now = service.now()
         with service.lock:
             farm = service.farm
-            cmd = worker_protocol.command_update(farm, name, id, report, now)
+            cmd = worker_protocol.command_update(farm, name, id, report, now, token_id=token_id(req))
             status = int(cmd.status)
             flush = service.write_token()
             wake = farm.wake or bool(farm.outbox)
