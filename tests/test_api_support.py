@@ -66,15 +66,17 @@ class Api:
         headers = dict(kw.pop("headers", None) or {})
         role = kw.pop("role", None)
         worker_route = WORKER_ROUTES.get(method)
-        if role is None and worker_route is not None and worker_route.match(path.split("?")[0]):
+        if (role is None and "Authorization" not in headers and worker_route is not None
+                and worker_route.match(path.split("?")[0])):
             role = "worker"
         if role is not None:
             headers["Authorization"] = f"Bearer {self.tokens[role]}"
         kw["headers"] = headers
         return kw
 
-    def get(self, path, role=None, **params):
-        return self.client.simulate_get(path, params=params or None, **self._as(path, {"role": role}, "GET"))
+    def get(self, path, role=None, headers=None, **params):
+        kw = self._as(path, {"role": role, "headers": headers}, "GET")
+        return self.client.simulate_get(path, params=params or None, **kw)
 
     def put(self, path, json=None, **kw):
         return self.client.simulate_put(path, json=json, **self._as(path, kw, "PUT"))
@@ -91,8 +93,8 @@ class Api:
         return self.client.simulate_request(method, path, body=body, headers=headers)
 
     # -- shortcuts -------------------------------------------------------------------------------
-    def submit(self, *tasks, **extra):
-        result = self.post("/graphs/", graph(*tasks, **extra))
+    def submit(self, *tasks, role=None, **extra):
+        result = self.post("/graphs/", graph(*tasks, **extra), role=role)
         assert result.status_code == 201, result.json
         return result.json["id"]
 

@@ -9,6 +9,7 @@ Wire contract (worker side), over http or https as the worker registered, each r
 - ``DELETE /commands/<id>/?assignment=<n>``: stop that run of the command.
 - ``GET /commands/<id>/log`` (the dispatcher's log route reads it there).
 """
+import functools
 import json
 import logging
 import ssl
@@ -37,8 +38,10 @@ def worker_base(rn):
     return f"{rn.scheme}://{rn.host}:{rn.port}"
 
 
+@functools.lru_cache(maxsize=4)
 def tls_context(ca_file=None):
-    """The TLS context workers' certificates are checked with (their CA, or the system's)."""
+    """The TLS context workers' certificates are checked with (their CA, or the system's).
+    Loading the system's CAs takes tens of milliseconds: one context per file serves all."""
     return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
