@@ -44,15 +44,16 @@ def is_worker_route(method, path):
     return route is not None and route.match(path.split("?")[0]) is not None
 
 
-def http(method, url, body=None, timeout=10.0, token=None):
-    """(status, decoded JSON body) of one request; errors are answers too."""
+def http(method, url, body=None, timeout=10.0, token=None, context=None):
+    """(status, decoded JSON body) of one request; errors are answers too. `context`: the TLS
+    context of an https URL."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")

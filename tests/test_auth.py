@@ -133,7 +133,9 @@ def test_an_artist_acts_on_its_own_jobs_only_and_its_batch_edits_too():
     assert api.node(mine)["user"] == "ann"
     assert_error(api.put(f"/nodes/{theirs}/cancel", role="artist"), 403, "bob", "own jobs")
     assert api.put(f"/nodes/{mine}/cancel", role="artist").status_code == 200
-    result = api.put(f"/edit/status?constraint_id={theirs}&update_status=5", role="artist")
+    assert_error(api.put(f"/edit/status?constraint_id={mine},{theirs}&update_status=5", role="artist"),
+                 403, "bob", "own jobs")
+    result = api.put("/edit/status?constraint_user=bob&update_status=5", role="artist")
     assert result.status_code == 200 and result.json["editedJobs"] == []
     assert api.node(theirs)["statusName"] != "CANCELED"
     assert api.put(f"/edit/status?constraint_id={theirs}&update_status=5", role="wrangler").json["editedJobs"] == [theirs]
@@ -221,7 +223,8 @@ def test_every_state_changing_request_is_audited_with_who_what_and_how_it_ended(
     assert [(r["user"], r["role"], r["route"], r["status"]) for r in records] == [
         ("wes", "wrangler", "/edit/prio", 200),
         ("ann", "artist", "/nodes/{id}/cancel", 403),
-        ("wes", "wrangler", "/nodes/{id}/cancel", 200)]
+        ("wes", "wrangler", "/nodes/{id}/cancel", 200),
+        ("root", "admin", "/graphs", 201)]
     assert records[1]["outcome"].startswith("Forbidden")
     assert api.get("/audit", user="ann").json["records"][0]["targets"]["jobs"] == [job]
     assert_error(api.get("/audit", role="artist"), 403, "wrangler")

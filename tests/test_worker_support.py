@@ -3,6 +3,7 @@ for a real dispatcher, and a sweep of whatever a failed test left running."""
 import os
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -20,10 +21,15 @@ FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
 class WorkerProcess:
     """`python -m puli.worker.main` started for real, in its own session, with test settings."""
 
-    def __init__(self, dispatcher_url, data_dir, port=None, notify=None, env=None, extra=(), token=""):
+    def __init__(self, dispatcher_url, data_dir, port=None, notify=None, env=None, extra=(), token="",
+                 tls=None):
+        """`tls`: (certificate, key, CA file): its API serves TLS with that certificate."""
         self.port = port or free_port()
         self.name = f"127.0.0.1:{self.port}"
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.tls_context = ssl.create_default_context(cafile=str(tls[2])) if tls else None
+        if tls:
+            extra = ("--set", f"tls_cert={tls[0]}", "--set", f"tls_key={tls[1]}", *extra)
         self.data_dir = Path(data_dir)
         self.args = [sys.executable, "-m", "puli.worker.main", "--config", os.devnull,
                      "--set", f"dispatcher_url={dispatcher_url}", "--set", "address=127.0.0.1",
@@ -65,16 +71,18 @@ class WorkerProcess:
             return None
 
     def get(self, path):
-        return http("GET", self.url + path, token=self.secret())
+        return http("GET", self.url + path, token=self.secret(), context=self.tls_context)
 
-    def call(self, method, path, body=None):
-        return http(method, self.url + path, body, token=self.secret())
+    def call(self, method, path, body=None, token=...):
+        """As its dispatcher (with its secret), or with `token`."""
+        token = self.secret() if token is ... else token
+        return http(method, self.url + path, body, token=token, context=self.tls_context)
 
     def text(self, path):
         """(status, headers, text) of a GET answered with text (the logs)."""
         request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.secret()}"})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self.tls_context) as response:
                 return response.status, response.headers, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers, exc.read().decode()

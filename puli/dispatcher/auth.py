@@ -252,11 +252,22 @@ class Authorization:
     def _own(self, req, access, identity, params):
         """An artist acts on its own jobs: the job the route's id names must be its user's."""
         if access.own == "filter":
+            # A batch edit acts on the artist's jobs among those filtered; naming another's
+            # job by id is refused rather than silently skipped.
             req.context.only_user = identity.user
-            return
-        job = self.service.job_of(access.own, params.get("id"))
-        if job is not None and job[1] != identity.user:
-            raise _forbidden(access, identity, f"job {job[0]} is {job[1]}'s; an artist acts on its own jobs only")
+            named, kind = named_jobs(req), "node"
+        else:
+            named, kind = (params.get("id"),), access.own
+        for ident in named:
+            job = self.service.job_of(kind, ident)
+            if job is not None and job[1] != identity.user:
+                raise _forbidden(access, identity, f"job {job[0]} is {job[1]}'s; an artist acts on its own jobs only")
+
+
+def named_jobs(req):
+    """The job ids a batch edit names (?constraint_id=1,2&constraint_id=3), the readable ones."""
+    values = ",".join(req.get_param_as_list("constraint_id") or ()).split(",")
+    return [int(v) for v in values if v.strip().isdigit()]
 
 
 def _route(template):
@@ -273,7 +284,9 @@ def _route(template):
 
 def needs(access):
     roles = " or ".join(access.roles)
-    return f"this route needs the role {roles}" + (" (an artist: on its own jobs)" if access.own else "")
+    above = " or above" if access.roles[-1] in HUMAN_ROLES[:-1] else ""
+    own = " (an artist: on its own jobs only)" if access.own and "artist" in access.roles else ""
+    return f"this route needs the role {roles}{above}{own}"
 
 
 def _unauthorized(access, reason):
@@ -319,9 +332,11 @@ class Audit:
             job = self.service.job_of(kind, params["id"]) if kind in _TARGETS else None
             if job is not None:
                 targets["jobs"] = [job[0]]
-        edited = getattr(req.context, "jobs", None)
-        if edited:
-            targets["jobs"] = list(edited)
+        acted_on = getattr(req.context, "jobs", None)
+        if acted_on is None and access.own == "filter":
+            acted_on = named_jobs(req)  # refused or failed: the jobs it named
+        if acted_on:
+            targets["jobs"] = list(acted_on)
         status = resp.status_code
         self.service.record({
             "time": self.service.now(), "user": identity.user, "role": identity.role,

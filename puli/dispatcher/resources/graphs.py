@@ -22,6 +22,7 @@ class Graphs:
                 "nodes": [n.id for n in job.walk()],
                 "commands": job.command_count,
             }
+        req.context.jobs = [job.id]     # for the audit trail
         resp.status = 201
         resp.location = f"/nodes/{job.id}"
         resp.media = body
