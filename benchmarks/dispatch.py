@@ -12,8 +12,10 @@ Figures, on a farm of --nodes render nodes (8 cores each, 5 pools) and --jobs x 
 - flush_10k: seconds to write 10,000 changed commands;
 - submit_10k_http: a 10,000-command graph POSTed to a real puli-dispatcher (gunicorn) on the
   chosen database, seconds until the 201;
-- update_rate: command-update requests per second through that gunicorn, against the rate it
-  serves a trivial JSON endpoint in the same run (wrk, 32 connections, 5 s each).
+- token_check_us: identifying a bearer token already verified once (cached by its hash);
+- update_rate: command-update requests per second through that gunicorn (each with its worker
+  token checked), against the rate it serves a trivial JSON endpoint (/health, public) in the
+  same run (wrk, 32 connections, 5 s each).
 """
 import argparse
 import gc
@@ -170,7 +172,8 @@ local bodies = {}
 local i = 0
 request = function()
   i = i %% #paths + 1
-  return wrk.format("PUT", paths[i], {["Content-Type"] = "application/json"}, bodies[i])
+  return wrk.format("PUT", paths[i], {["Content-Type"] = "application/json",
+                                       ["Authorization"] = "Bearer %s"}, bodies[i])
 end
 """
 
@@ -182,7 +185,7 @@ def update_rates(dispatcher, worker):
         body = json.dumps({"assignment": a["assignment"], "status": 3, "completion": 0.5}).replace('"', '\\"')
         lines.append(f'table.insert(paths, "{path}"); table.insert(bodies, "{body}")')
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % "\n".join(lines))
+        f.write(WRK_SCRIPT % ("\n".join(lines), dispatcher.worker_token()))
         script = f.name
 
     def wrk(extra):
@@ -199,6 +202,20 @@ def update_rates(dispatcher, worker):
                             "ratio": round(updates / trivial, 2) if trivial and updates else None}}
 
 
+def token_check():
+    """Microseconds to identify a bearer token already verified (the cached path every
+    command report takes)."""
+    from puli.dispatcher.auth import Tokens
+    tokens = Tokens(None, time.time)
+    token, _ = tokens.create("rn001:8000", "worker", node="rn001:8000")
+    tokens.identify(token)
+    n = 100_000
+    t = time.perf_counter()
+    for _ in range(n):
+        tokens.identify(token)
+    return {"token_check_us": round((time.perf_counter() - t) / n * 1e6, 2)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=5000)
@@ -208,6 +225,7 @@ def main():
     parser.add_argument("--skip-db", action="store_true", help="only the in-memory figures")
     args = parser.parse_args()
     farm, figures = in_memory(args)
+    figures.update(token_check())
     figures["farm"] = {"render_nodes": args.nodes, "commands": len(farm.commands), "db": args.db}
     if not args.skip_db:
         tmp = tempfile.mkdtemp(prefix="puli-bench-")

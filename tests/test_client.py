@@ -289,3 +289,37 @@ def test_an_unreachable_dispatcher_is_one_clear_line():
     with pytest.raises(ServerUnreachable) as caught:
         Server("http://127.0.0.1:9").get("/system")
     assert str(caught.value) == "cannot reach the dispatcher at http://127.0.0.1:9: connection refused"
+
+
+def test_the_token_comes_from_the_option_then_the_environment_then_the_files(no_config, monkeypatch):
+    config_dir, files = no_config
+    monkeypatch.delenv("PULI_TOKEN", raising=False)
+
+    def token(**kw):
+        header = Server("farm", config_files=files, **kw).session.headers.get("Authorization")
+        return header and header.removeprefix("Bearer ")
+
+    assert token() is None
+    (config_dir / "system.yml").write_text("token: from-system\nca_file: /etc/puli/ca.pem\n")
+    assert token() == "from-system"
+    assert Server("farm", config_files=files).session.verify == "/etc/puli/ca.pem"
+    user_file = config_dir / "user.yml"
+    user_file.write_text("token: from-user\n")
+    user_file.chmod(0o600)
+    assert token() == "from-user"
+    monkeypatch.setenv("PULI_TOKEN", "from-env")
+    assert token() == "from-env"
+    assert token(token="from-option") == "from-option"
+
+
+def test_a_users_token_file_that_others_may_read_is_refused(no_config, monkeypatch):
+    config_dir, files = no_config
+    monkeypatch.delenv("PULI_TOKEN", raising=False)
+    user_file = config_dir / "user.yml"
+    user_file.write_text("token: secret-value\n")
+    user_file.chmod(0o644)
+    with pytest.raises(PuliError, match="chmod 600") as caught:
+        Server("farm", config_files=files)
+    assert "secret-value" not in str(caught.value)
+    user_file.write_text("server: farm\n")          # without a token, its mode is nobody's business
+    assert Server(config_files=files).url == "http://farm:8004"

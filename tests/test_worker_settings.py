@@ -83,3 +83,19 @@ def test_a_busy_port_is_an_error_without_traceback(tmp_path):
 @pytest.mark.parametrize("name", ["render01:8000", "render-01.farm:8000", "render01"])
 def test_render_node_names(name):
     assert load_settings(name=name).name == name
+
+
+def test_the_token_file_is_read_only_when_its_owner_alone_may_read_it(tmp_path):
+    token_file = tmp_path / "worker.token"
+    token_file.write_text("puli_abc\n")
+    token_file.chmod(0o640)
+    with pytest.raises(config.ConfigError, match="chmod 600") as caught:
+        load_settings(data_dir=tmp_path, token_file=token_file)
+    assert "puli_abc" not in str(caught.value)
+    token_file.chmod(0o600)
+    assert load_settings(data_dir=tmp_path, token_file=token_file).token == "puli_abc"
+    token_file.write_text("")
+    with pytest.raises(config.ConfigError, match="empty"):
+        load_settings(data_dir=tmp_path, token_file=token_file)
+    with pytest.raises(config.ConfigError, match="tls_cert and tls_key"):
+        load_settings(data_dir=tmp_path, tls_cert=tmp_path / "node.pem")
