@@ -38,7 +38,9 @@ def test_query_constraints_or_within_a_key_and_across_keys(api):
     assert ids("constraint_user=bob") == [api.jobs["bob_a"], api.jobs["bob_b"]]
     assert ids("constraint_user=bob&constraint_user=ann") == list(api.jobs.values())
     assert ids("constraint_user=bob&constraint_prod=p1") == [api.jobs["bob_a"]]
-    assert ids("constraint_name=bob_.*") == [api.jobs["bob_a"], api.jobs["bob_b"]]
+    assert ids("constraint_name=bob_*") == [api.jobs["bob_a"], api.jobs["bob_b"]]
+    assert ids("constraint_name=bob_a") == [api.jobs["bob_a"]]
+    assert ids("constraint_name=*_b&constraint_name=ann_?") == [api.jobs["bob_b"], api.jobs["ann_a"]]
     assert ids(f"constraint_id={api.jobs['ann_a']}") == [api.jobs["ann_a"]]
     assert ids("constraint_status=1") == [api.jobs["bob_a"], api.jobs["bob_b"], api.jobs["ann_a"]]
     assert ids("constraint_status=3") == []
@@ -59,7 +61,9 @@ def test_query_attr_picks_fields_and_tree_nests_nodes(api):
 
 
 @pytest.mark.parametrize("qs, word", [
-    ("constraint_name=(unclosed", "constraint_name"),
+    ("constraint_name=bob_.*", "bob_*"),
+    ("constraint_name=^bob", "glob"),
+    ("constraint_name=" + "x" * 300, "at most 256"),
     ("constraint_creationtime=yesterday", "constraint_creationtime"),
     ("constraint_status=x", "constraint_status"),
     ("constraint_status=9", "constraint_status"),
@@ -104,7 +108,8 @@ def test_post_query_job_returns_jobs_with_their_tree(api):
     assert len(job["children"][0]["task"]["commands"]) == 1
     flat = api.post("/query/job", {"tags": {"prod": ["p2"]}, "recursive": False}).json["items"]
     assert [j["name"] for j in flat] == ["ann_a"] and flat[0]["children"] == []
-    assert_error(api.post("/query/job", {"name": ["("]}), 400, "name")
+    assert_error(api.post("/query/job", {"name": ["bob_.*"]}), 400, "name", "glob")
+    assert api.post("/query/job", {"name": ["("]}).json["items"] == []       # a name like any other
 
 
 def test_post_query_rendernode(api):
@@ -172,3 +177,21 @@ def test_pause_and_resume_filtered_jobs(api):
     assert again["summary"]["editedCount"] == 0 and again["summary"]["filteredCount"] == 1
     api.client.simulate_put("/resume", query_string="constraint_prod=p1")
     assert api.node(api.jobs["bob_a"])["paused"] is False
+
+
+@pytest.mark.parametrize("pattern, name, matches", [
+    ("sh010", "sh010", True), ("sh010", "sh0100", False), ("sh01?", "sh010", True),
+    ("sh01?", "sh01", False), ("*light*", "sq_light_v2", True), ("*light", "light", True),
+    ("a*a", "a", False), ("a*b*c", "aXbYc", True), ("a*b*c", "aXcYb", False), ("*", "", True),
+    ("[v2]*", "[v2] comp", True), ("a.b", "aXb", False), ("?*?", "ab", True), ("?*?", "a", False),
+])
+def test_a_name_pattern_is_a_glob_over_the_whole_name(pattern, name, matches):
+    from puli.dispatcher.resources.patterns import matcher
+    assert matcher("constraint_name", [pattern])(name) is matches
+
+
+def test_a_pattern_that_backtracked_for_hours_as_a_regex_is_cheap_as_a_glob():
+    from puli.dispatcher.resources.patterns import matcher
+    test = matcher("constraint_name", ["*a" * 100 + "b"])
+    assert test("a" * 255) is False     # leftmost placement: one pass per piece, no backtracking
+    assert test("a" * 100 + "b") is True

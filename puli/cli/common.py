@@ -128,11 +128,6 @@ def epoch_param(value):
     return f"{parse_time(value):.0f}"
 
 
-def name_regex(pattern):
-    """Puli's name pattern: '*' is any text, the whole name must match."""
-    return "^" + pattern.replace("*", ".*") + "$"
-
-
 def comparison(value):
     """Puli's render node constraint: +N (more than), -N (less than) or N (equal)."""
     text = str(value).strip()
@@ -155,7 +150,7 @@ def add_job_filters(parser):
     group.add_argument("--status", action="append", default=[], metavar="STATUS",
                        help="job status, name or number: " + _status_list(NodeStatus))
     group.add_argument("--name", action="append", default=[], metavar="PATTERN",
-                       help="job name; '*' matches any text")
+                       help="job name; '*' matches any text, '?' one character")
     group.add_argument("--prod", action="append", default=[], help="production (the prod tag)")
     group.add_argument("--pool", action="append", default=[], help="pool the job runs in")
     group.add_argument("--since", "--created-after", dest="since", metavar="WHEN",
@@ -170,7 +165,7 @@ def job_constraints(args, words=()):
     out += [("constraint_id", str(i)) for i in args.id]
     out += [("constraint_user", u) for u in args.user]
     out += [("constraint_status", str(s)) for s in parse_statuses(args.status, NodeStatus)]
-    out += [("constraint_name", name_regex(n)) for n in args.name]
+    out += [("constraint_name", n) for n in args.name]
     out += [("constraint_prod", p) for p in args.prod]
     out += [("constraint_pool", p) for p in args.pool]
     for key, value in (("constraint_creationtime", args.since),

@@ -10,13 +10,13 @@ import sys
 
 from ..model.status import CommandStatus, NodeStatus, RenderNodeStatus
 from . import actions, listings
-from .common import (SERVER_HELP, UsageError, comparison, connect, epoch_param, name_regex,
+from .common import (SERVER_HELP, UsageError, comparison, connect, epoch_param,
                      parse_statuses, restrictions, run)
 from .render import Output
 
 # -C field=value: the fields each tool knows, and how a value becomes the API's.
 _JOB_FIELDS = {
-    "id": str, "user": str, "prod": str, "pool": str, "name": name_regex,
+    "id": str, "user": str, "prod": str, "pool": str, "name": str,
     "status": lambda v: _statuses(v, NodeStatus),
     "creationtime": epoch_param, "starttime": epoch_param, "endtime": epoch_param,
 }
@@ -25,7 +25,7 @@ _COMMAND_FIELDS = {
     "starttime": lambda v: v[0] + epoch_param(v[1:]) if v[:1] in ("<", ">") else ">" + epoch_param(v),
 }
 _RN_FIELDS = {
-    "name": name_regex, "host": name_regex, "pool": str,
+    "name": str, "host": str, "pool": str,
     "status": lambda v: _statuses(v, RenderNodeStatus),
     "speed": comparison, "ramsize": comparison, "coresnumber": comparison,
 }

@@ -66,8 +66,8 @@ def build_parser():
     _listing_options(p)
 
     p = _subparser(subs, "rn", cmd_rn, "list render nodes")
-    p.add_argument("names", nargs="*", metavar="NAME", help="name (host:port) regular expression")
-    p.add_argument("--name", action="append", default=[], metavar="REGEX", help="same as NAME")
+    p.add_argument("names", nargs="*", metavar="NAME", help="name (host:port); '*' matches any text, '?' one character")
+    p.add_argument("--name", action="append", default=[], metavar="PATTERN", help="same as NAME")
     p.add_argument("--status", action="append", default=[], help="render node status, name or number")
     p.add_argument("--pool", action="append", default=[])
     p.add_argument("--cores", action="append", default=[], metavar="[+-]N",

@@ -2,7 +2,6 @@
 import functools
 import json
 import math
-import re
 import time
 from itertools import islice
 
@@ -187,14 +186,6 @@ def node_statuses(name, values):
         if value not in NodeStatus._value2member_map_:
             raise BadField(name, f"{value} is not a node status (0..6)")
     return frozenset(values)
-
-
-def regex(name, patterns):
-    """One compiled regex matching any of `patterns` (at the start, like Puli's re.match)."""
-    try:
-        return re.compile("|".join(f"(?:{p})" for p in patterns))
-    except re.error as exc:
-        raise BadField(name, f"bad regular expression {'|'.join(patterns)!r}: {exc}") from None
 
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -7,7 +7,8 @@ error rather than ignored: a misspelled filter must never widen an edit to the w
 """
 from ...model.status import RenderNodeStatus
 from ..errors import BadField
-from .common import command_statuses, node_statuses, parse_date, regex
+from . import patterns
+from .common import command_statuses, node_statuses, parse_date
 
 PARAM_PREFIX = "constraint_"
 
@@ -99,7 +100,7 @@ def _tags(name, values):
 KINDS = {
     "ints": lambda name, values: set(_ints(name, values)),
     "strs": lambda name, values: set(_strs(name, values)),
-    "patterns": lambda name, values: regex(name, _strs(name, values)),
+    "patterns": lambda name, values: patterns.matcher(name, _strs(name, values)),
     "node_statuses": lambda name, values: node_statuses(name, _ints(name, values)),
     "command_statuses": lambda name, values: command_statuses(name, _ints(name, values)),
     "rn_statuses": _rn_statuses,
@@ -121,6 +122,50 @@ def _in_window(window, when):
     return when is not None and (when >= time if side == ">" else when <= time)
 
 
+class NameMatch:
+    """A pattern filter on names: `off_lock` matches it on a snapshot of the names, so that
+    matching never holds the farm lock; called on an item, it matches that item's names.
+    `names_of(item)`: the names an item answers to, any of them may match."""
+
+    __slots__ = ("names_of", "test")
+
+    def __init__(self, names_of, test):
+        self.names_of = names_of
+        self.test = test
+
+    def __call__(self, item):
+        return self.matches(self.names_of(item))
+
+    def matches(self, names):
+        return any(self.test(n) for n in names)
+
+
+def off_lock(service, items_of, preds):
+    """`preds` with their name patterns matched outside the farm lock: the names of
+    `items_of(farm)` are copied under it (cheap), matched after, and the patterns replaced
+    by the set of ids that matched."""
+    patterns = [p for p in preds if isinstance(p, NameMatch)]
+    if not patterns:
+        return preds
+    with service.lock:
+        snapshot = [(item.id, [p.names_of(item) for p in patterns]) for item in items_of(service.farm)]
+    matched = {ident for ident, names in snapshot if all(p.matches(n) for p, n in zip(patterns, names))}
+    return [p for p in preds if not isinstance(p, NameMatch)] + [lambda item: item.id in matched]
+
+
+def _job_name(job):
+    return (job.name,)
+
+
+def _rn_names(rn):
+    """A render node answers to host:port and to its host alone ('render07' is render07:8000)."""
+    return (rn.name, rn.name.rpartition(":")[0])
+
+
+def _rn_host(rn):
+    return (rn.host,)
+
+
 def _pool_of(job):
     return job.share.pool.name if job.share is not None else None
 
@@ -130,8 +175,7 @@ JOB = {f.key: f for f in (
     Filter("status", "node_statuses", lambda s: lambda j: j.status in s, "job statuses"),
     Filter("user", "strs", lambda users: lambda j: j.user in users, "users"),
     Filter("prod", "strs", lambda prods: lambda j: str(j.tags.get("prod", "")) in prods, "tags.prod values"),
-    Filter("name", "patterns", lambda rx: lambda j: rx.match(j.name) is not None,
-           "regular expressions matched at the start of the name"),
+    Filter("name", "patterns", lambda test: NameMatch(_job_name, test), patterns.DOC),
     Filter("pool", "strs", lambda pools: lambda j: _pool_of(j) in pools, "pool names"),
     Filter("creationtime", "date", lambda t: lambda j: j.creation_time >= t,
            "created at or after ('YYYY-mm-dd HH:MM:SS' or epoch)", repeat=False),
@@ -154,8 +198,9 @@ COMMAND = {f.key: f for f in (
 RENDER_NODE = {f.key: f for f in (
     Filter("id", "ints", lambda ids: lambda rn: rn.id in ids, "render node ids"),
     Filter("status", "rn_statuses", lambda s: lambda rn: int(rn.status) in s, "statuses"),
-    Filter("name", "patterns", lambda rx: lambda rn: rx.match(rn.name) is not None, "name regular expressions"),
-    Filter("host", "patterns", lambda rx: lambda rn: rx.match(rn.host) is not None, "host regular expressions"),
+    Filter("name", "patterns", lambda test: NameMatch(_rn_names, test),
+           patterns.DOC + "; a host alone names it on any port"),
+    Filter("host", "patterns", lambda test: NameMatch(_rn_host, test), patterns.DOC),
     Filter("pool", "strs", lambda pools: lambda rn: any(p.name in pools for p in rn.pools), "pool names"),
     Filter("version", "strs", lambda versions: lambda rn: rn.puliversion in versions, "puliversion values"),
     Filter("speed", "float_comparisons", lambda t: lambda rn: _holds(t, rn.speed), "+N more than, -N less than, N equal"),

@@ -88,8 +88,17 @@ def _tree(job, pick, attach):
     return top
 
 
+def _jobs_of(farm):
+    return farm.root.children
+
+
+def _render_nodes_of(farm):
+    return farm.render_nodes.values()
+
+
 def _jobs_answer(service, preds, pick, attach, started):
     """The query envelope of the jobs matching every predicate: rows, or trees when `attach`."""
+    preds = filters.off_lock(service, _jobs_of, preds)
     with service.lock:
         jobs = service.farm.root.children
         total = len(jobs)
@@ -170,6 +179,7 @@ class RenderNodeQuery:
         preds = filters.from_params(req, filters.RN_QUERY)
         attrs = param_strs(req, "attr") or RN_ATTRS
         _check_attrs(attrs, views.RENDER_NODE_FIELDS, ("caracteristics:",))
+        preds = filters.off_lock(self.service, _render_nodes_of, preds)
         with self.service.lock:
             rns = self.service.farm.render_nodes.values()
             total = len(rns)
@@ -224,6 +234,7 @@ class RenderNodeSearch:
     def on_post(self, req, resp):
         started = time.perf_counter()
         preds = filters.from_body(read_body(req, required=False), filters.RN_SEARCH)
+        preds = filters.off_lock(self.service, _render_nodes_of, preds)
         with self.service.lock:
             rns = self.service.farm.render_nodes.values()
             total = len(rns)
@@ -311,6 +322,7 @@ class Edit:
         if only_user is not None:       # an artist's edit acts on its own jobs (auth.py)
             preds.append(lambda j: j.user == only_user)
         service = self.service
+        preds = filters.off_lock(service, _jobs_of, preds)
         now = service.now()
         with service.lock:
             farm = service.farm
