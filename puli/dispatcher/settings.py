@@ -73,8 +73,22 @@ SCHEMA = {
         "A render node whose last N final commands were errors from N different jobs is "
         "quarantined."),
     "worker_request_timeout": Setting(
-        Duration(minimum=0.1), "Timeout of one request from the dispatcher to a worker."),
+        Duration(minimum=0.1),
+        "Deadline of one request from the dispatcher to a worker, connection to last byte."),
     "max_request_bytes": Setting(Size(minimum=1024), "Largest request body accepted."),
+    "request_timeout": Setting(
+        Duration(minimum=0.5),
+        "Longest time a request may take to arrive, headers and body: a slower client is "
+        "disconnected, so that slow or stalled clients cannot hold the request threads."),
+    "max_graph_commands": Setting(Int(1), "Most commands one submitted graph may make."),
+    "max_graph_tasks": Setting(Int(1), "Most tasks and task groups one submitted graph may hold."),
+    "max_queued_commands": Setting(
+        Int(1), "Most commands the farm holds that are not finished (DONE or CANCELED)."),
+    "max_queued_commands_per_user": Setting(
+        Int(1), "Most unfinished commands the jobs of one user may hold."),
+    "max_queued_jobs_per_user": Setting(Int(1), "Most unfinished jobs one user may have."),
+    "max_stats_bytes": Setting(
+        Size(minimum=256), "Largest 'stats' object a worker may report for one command, as JSON."),
     "pools_backend": Setting(
         Choice("file", "db"),
         "Where pools come from: db (edited through the API) or file (the pools setting)."),

@@ -59,6 +59,15 @@ SCHEMA = {
     "tls_cert": Setting(Path(optional=True),
                         "Certificate (PEM) the worker's API serves TLS with; empty: plain HTTP."),
     "tls_key": Setting(Path(optional=True), "The private key of tls_cert."),
+    "max_request_bytes": Setting(Size(minimum=1024), "Largest request body the worker's API accepts."),
+    "request_timeout": Setting(
+        Duration(minimum=0.5),
+        "Longest time a request to the worker's API may take to arrive, headers and body."),
+    "log_retention": Setting(
+        Duration(minimum=60), "Command logs and directories of ended commands are kept this long."),
+    "logs_max_total": Setting(
+        Size(minimum=1024 * 1024),
+        "Most disk the logs of ended commands may take together; the oldest go first past it."),
 }
 
 
