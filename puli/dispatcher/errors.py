@@ -1,6 +1,6 @@
 """The API's errors: every error is a JSON body, and domain errors become HTTP statuses here only.
 
-InvalidGraph / InvalidValue -> 400, NotFound -> 404, Conflict -> 409, StaleAssignment -> 409 with
+InvalidGraph / InvalidValue -> 400, TooLarge -> 413, QueueFull -> 429, NotFound -> 404, Conflict -> 409, StaleAssignment -> 409 with
 ``"stop": true`` (the worker must stop that command), data the database refused -> 400, the
 database unreachable -> 503, anything unexpected -> 500 (logged with its traceback). Bodies are ``{"title": ..., "description": ...}``.
 """
@@ -55,6 +55,8 @@ class ReadOnlyPools(falcon.HTTPConflict):
 _DOMAIN = (
     # most specific first; each maps to (HTTPError class, title)
     (domain.StaleAssignment, None, None),
+    (domain.TooLarge, falcon.HTTPContentTooLarge, "Graph too large"),
+    (domain.QueueFull, falcon.HTTPTooManyRequests, "Queue full"),
     (domain.InvalidGraph, falcon.HTTPBadRequest, "Invalid graph"),
     (domain.InvalidValue, falcon.HTTPBadRequest, "Invalid value"),
     (domain.NotFound, falcon.HTTPNotFound, "Not found"),

@@ -17,6 +17,7 @@ from ..model import worker_protocol
 from ..model.build import build_job
 from ..model.dirty import Dirty
 from ..model.graph import parse_graph
+from ..model.quotas import Pending, Quotas, check_queues
 from ..model.status import CommandStatus as CS
 from ..scheduler.dispatch import dispatch
 from . import delivery
@@ -77,6 +78,10 @@ class Service:
         self.flushed = 0                # the last flush all of whose changes are committed
         self._flush_lock = threading.Lock()   # one flush at a time, in the order they took their changes
         self.tokens = Tokens(store, clock)
+        farm.quotas = Quotas(settings.max_graph_commands, settings.max_graph_tasks,
+                             settings.max_queued_commands, settings.max_queued_commands_per_user,
+                             settings.max_queued_jobs_per_user, settings.max_stats_bytes)
+        self._pending = Pending()       # submissions checked against the queues, not yet published
         self.worker_tls = delivery.tls_context(settings.worker_ca_file)
         # Audit records not written yet (the flusher writes them); without a store, the last ones.
         self._audit_lock = threading.Lock()
@@ -128,15 +133,25 @@ class Service:
         `owner`: the job's user whatever the graph says; `default_user`: when it says none."""
         if isinstance(payload, dict) and (owner is not None or (default_user and not payload.get("user"))):
             payload = dict(payload, user=owner or default_user)
-        spec = parse_graph(payload)
+        quotas = self.farm.quotas
+        spec = parse_graph(payload, quotas.graph_commands, quotas.graph_tasks)
         now = self.now()
         with self.lock:
             job = build_job(self.farm, spec, now)
             if owner is not None:
                 job.user = owner
-        if self.store is not None:
-            self.store.insert_job(job)
+            commands = spec.command_count
+            check_queues(self.farm, quotas, self._pending, job.user, commands)
+            self._pending.add(job.user, commands)
+        try:
+            if self.store is not None:
+                self.store.insert_job(job)
+        except BaseException:
+            with self.lock:
+                self._pending.remove(job.user, commands)
+            raise
         with self.lock:
+            self._pending.remove(job.user, commands)
             self.farm.publish(job, now)
         self.changed()
         return job

@@ -30,3 +30,11 @@ class StaleAssignment(FarmError):
 
     The worker must stop that command: it was cancelled, reassigned or timed out and retried.
     """
+
+
+class TooLarge(InvalidGraph):
+    """A submission is larger than one may be (max_graph_commands, max_graph_tasks)."""
+
+
+class QueueFull(FarmError):
+    """The farm, or the submitting user, holds as much unfinished work as it may."""

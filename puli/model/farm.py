@@ -13,6 +13,7 @@ from .jobs import TaskGroup
 from .licenses import License
 from .outbox import Assign, Stop
 from .pools import DEFAULT_POOL, Pool, PoolShare
+from .quotas import Quotas
 from .rendernodes import RenderNode
 from .status import ACTIVE, FAILED, FINAL_NODE, CommandStatus as CS, NodeStatus
 
@@ -29,6 +30,7 @@ class Farm:
         self.retried = FAILED if retry_timeouts else frozenset({CS.ERROR})
         self.job_rn_error_limit = job_rn_error_limit
         self.quarantine_threshold = quarantine_threshold
+        self.quotas = Quotas()          # the dispatcher sets its settings' (service.py)
         self.root = TaskGroup(ROOT_ID, "graphs")
         self.nodes = {ROOT_ID: self.root}
         self.commands = {}

@@ -8,10 +8,11 @@ import json
 
 from . import limits
 from .cycles import waiting_cycle
-from .errors import InvalidGraph
+from .errors import InvalidGraph, TooLarge
 from .status import NodeStatus
 
-MAX_COMMANDS = 1_000_000
+MAX_COMMANDS = 1_000_000            # the defaults of max_graph_commands and max_graph_tasks
+MAX_TASKS = 100_000
 _NODE_STATUSES = {int(s) for s in NodeStatus}
 
 
@@ -46,13 +47,31 @@ class GraphSpec:
         return {d[1] for n in self.nodes.values() for d, _ in n.dependencies if isinstance(d, tuple)}
 
 
-def parse_graph(payload):
-    """Check a `POST /graphs/` body and return a GraphSpec; raise InvalidGraph naming the fault."""
+class _Budget:
+    """Commands a graph may still make, counted as its nodes come, before frames expand."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.left = limit
+
+    def take(self, count, where):
+        if count > self.left:
+            raise TooLarge(f"{where} make {self.limit - self.left + count} commands; a graph may make "
+                           f"at most {self.limit} (max_graph_commands)")
+        self.left -= count
+
+
+def parse_graph(payload, max_commands=MAX_COMMANDS, max_tasks=MAX_TASKS):
+    """Check a `POST /graphs/` body and return a GraphSpec; raise InvalidGraph naming the fault
+    (TooLarge past max_commands or max_tasks)."""
     if not isinstance(payload, dict):
         raise InvalidGraph("the graph must be a JSON object")
     tasks = payload.get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise InvalidGraph("'tasks' must be a non-empty list")
+    if len(tasks) > max_tasks:
+        raise TooLarge(f"the graph holds {len(tasks)} tasks and task groups; a graph may hold at most "
+                       f"{max_tasks} (max_graph_tasks)")
     root = _get(payload, "root", int, 0, "graph")
     if not 0 <= root < len(tasks):
         raise InvalidGraph(f"'root' is {root}, not an index of 'tasks' (0..{len(tasks) - 1})")
@@ -63,10 +82,9 @@ def parse_graph(payload):
     meta = _get(payload, "meta", dict, {}, "graph")
 
     specs = {}
-    budget = MAX_COMMANDS               # counted as the nodes come, before frames are expanded
+    budget = _Budget(max_commands)
     for index, raw in enumerate(tasks):
-        specs[index] = spec = _parse_node(index, raw, user, len(tasks), budget)
-        budget -= len(spec.commands)
+        specs[index] = _parse_node(index, raw, user, len(tasks), budget)
 
     # Parent links: every node listed by at most one TaskGroup, no node its own ancestor.
     for spec in specs.values():
@@ -88,15 +106,13 @@ def parse_graph(payload):
         for target, _ in spec.dependencies:
             if not isinstance(target, tuple) and target not in reachable:
                 raise InvalidGraph(f"tasks[{spec.index}] depends on tasks[{target}], which is not part of the graph under its root")
-    if sum(len(s.commands) for s in reachable.values()) > MAX_COMMANDS:
-        raise InvalidGraph(f"a graph may hold at most {MAX_COMMANDS} commands")
     _refuse_cycles(reachable)
     if not name:
         name = reachable[root].fields["name"]
     return GraphSpec(name, user, pool, max_rn, root, reachable, meta)
 
 
-def _parse_node(index, raw, default_user, count, budget=MAX_COMMANDS):
+def _parse_node(index, raw, default_user, count, budget):
     where = f"tasks[{index}]"
     if not isinstance(raw, dict):
         raise InvalidGraph(f"{where} must be an object")
@@ -154,9 +170,8 @@ def _parse_node(index, raw, default_user, count, budget=MAX_COMMANDS):
     if fields["max_attempt"] < 1:
         raise InvalidGraph(f"{where}.maxAttempt must be at least 1")
     commands = _get(raw, "commands", list, [], where)
-    if len(commands) > budget:
-        raise InvalidGraph(f"{where}.commands: a graph may hold at most {MAX_COMMANDS} commands")
     if commands:
+        budget.take(len(commands), f"{where}.commands")
         for i, cmd in enumerate(commands):
             spec.commands.append(_command(cmd, f"{where}.commands[{i}]", name))
     else:
@@ -172,7 +187,7 @@ def _command(raw, where, task_name):
     return description, limits.json_text(f"{where}.arguments", args, InvalidGraph), _nb_frames(args, where)
 
 
-def decompose(task_name, arguments, where="task", budget=MAX_COMMANDS):
+def decompose(task_name, arguments, where="task", budget=None):
     """Puli's DefaultTaskDecomposer: `start`/`end`/`packetSize` or `framesList` into commands.
 
     The commands are counted before any is made: a short frame list may name a billion frames.
@@ -200,11 +215,12 @@ def decompose(task_name, arguments, where="task", budget=MAX_COMMANDS):
             raise InvalidGraph(f"{where}.arguments: end ({last}) is before start ({first})")
         ranges = [_frame_range(first, last, f"{where}.arguments")]
     else:
+        ranges = None
+    budget = budget or _Budget(MAX_COMMANDS)
+    if ranges is None:
+        budget.take(1, f"{where}.arguments")
         return [(task_name, limits.json_text(f"{where}.arguments", arguments, InvalidGraph), 1)]
-    count = sum(-(-(last - first + 1) // size) for first, last in ranges)
-    if count > budget:
-        raise InvalidGraph(f"{where}.arguments make {count} commands; a graph may hold at most "
-                           f"{MAX_COMMANDS} in all")
+    budget.take(sum(-(-(last - first + 1) // size) for first, last in ranges), f"{where}.arguments")
     out = []
     for first, last in ranges:
         for start in range(first, last + 1, size):

@@ -25,7 +25,7 @@ def register(farm, name, info, running, now, pools_from_config=None, token_id=No
     name = name.lower()
     _check_node_info(name, info)
     for item in running or ():
-        _check_report(item)
+        _check_report(item, farm.quotas.stats_bytes)
     host, _, port = name.rpartition(":") if ":" in name else (name, "", "")
     host, port = info.get("host") or host, info.get("port") or (int(port) if port else 8000)
     rn = farm.render_nodes.get(name)
@@ -204,22 +204,26 @@ def command_update(farm, name, command_id, report, now, token_id=None):
     rn = get_render_node(farm, name)
     check_binding(rn, token_id)
     cmd = get_command(farm, command_id)
-    _check_report(report)
+    _check_report(report, farm.quotas.stats_bytes)
     touch(farm, rn, now)
     _check_fence(cmd, rn, report.get("assignment"))
     _apply_report(farm, cmd, report, now)
     return cmd
 
 
-def _check_report(report):
+def _check_report(report, stats_bytes):
     """Refuse what the store could not keep before anything of the report is applied."""
     status = report.get("status")
-    if status is not None and status not in CS._value2member_map_:
-        raise InvalidValue(f"status {status!r} is not a command status (0..8)")
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int)
+                               or status not in CS._value2member_map_):
+        raise InvalidValue(f"status {limits.show(status)} is not a command status (0..8)")
     if report.get("completion") is not None:
         limits.number("completion", report["completion"])
     if report.get("stats") is not None:
-        limits.json_text("stats", report["stats"])
+        encoded = limits.json_text("stats", report["stats"])
+        if len(encoded) > stats_bytes:
+            raise InvalidValue(f"stats are {len(encoded)} bytes as JSON; at most {stats_bytes} are "
+                               "kept per command (max_stats_bytes)")
 
 
 MAX_MESSAGE = 4096                      # characters of a command's message that are kept

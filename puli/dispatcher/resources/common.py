@@ -206,8 +206,11 @@ def parse_date(name, value):
                              "or seconds since the epoch") from None
 
 
+MAX_OFFSET = 2**62          # past any list; within what islice and the database take
+
+
 def page(req, default_limit=1000, max_limit=100_000):
-    offset = req.get_param_as_int("offset", min_value=0, default=0)
+    offset = req.get_param_as_int("offset", min_value=0, max_value=MAX_OFFSET, default=0)
     limit = req.get_param_as_int("limit", min_value=0, max_value=max_limit, default=default_limit)
     return offset, limit
 

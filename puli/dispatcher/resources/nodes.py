@@ -3,7 +3,7 @@ from ...model import job_operations, lookup
 from ...model.errors import NotFound
 from ...sorting import orderable
 from .. import views
-from .common import (BadField, command_statuses, field, job_node, param_ints, param_strs,
+from .common import (MAX_OFFSET, BadField, command_statuses, field, job_node, param_ints, param_strs,
                      read_body)
 
 
@@ -60,11 +60,11 @@ class Children:
         if not sort.startswith("tags:") and sort not in views.NODE_FIELDS:
             raise BadField("sortField", f"cannot sort on {sort!r}: use a node field or tags:<key>")
         raw_offset = req.get_param("offset") or "0"
-        limit = req.get_param_as_int("limit", min_value=0, default=25)
+        limit = req.get_param_as_int("limit", min_value=0, max_value=MAX_OFFSET, default=25)
         if raw_offset != "last":
             try:
                 offset = int(raw_offset)
-                if offset < 0:
+                if not 0 <= offset <= MAX_OFFSET:
                     raise ValueError
             except ValueError:
                 raise BadField("offset", "offset must be a non-negative integer or 'last'") from None

@@ -10,7 +10,7 @@ from ...model import job_operations
 from ...model.status import NodeStatus
 from .. import views
 from . import filters
-from .common import BadField, field, param_ints, param_strs, read_body
+from .common import MAX_OFFSET, BadField, field, param_ints, param_strs, read_body
 
 JOB_ATTRS = ["id", "user", "name", "tags:prod", "tags:shot", "status", "completion",
              "dispatchKey", "startTime", "creationTime", "endTime", "updateTime",
@@ -147,8 +147,8 @@ class CommandQuery:
         attrs = param_strs(req, "attr") or COMMAND_ATTRS
         _check_attrs(attrs, views.COMMAND_FIELDS, extra=("arguments",))
         node_ids = param_ints(req, "constraint_id")
-        offset = req.get_param_as_int("offset", min_value=0, default=0)
-        limit = req.get_param_as_int("limit", min_value=0)
+        offset = req.get_param_as_int("offset", min_value=0, max_value=MAX_OFFSET, default=0)
+        limit = req.get_param_as_int("limit", min_value=0, max_value=MAX_OFFSET)
         detail = "arguments" in attrs
 
         with self.service.lock:

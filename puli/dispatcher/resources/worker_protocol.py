@@ -22,7 +22,7 @@ def _report(item, where):
     out["assignment"] = assignment
     status = item.get("status")
     if status is not None:
-        if isinstance(status, bool) or status not in _COMMAND_STATUSES:
+        if isinstance(status, bool) or not isinstance(status, int) or status not in _COMMAND_STATUSES:
             raise BadField(f"{where}status", f"'{where}status' must be a command status (0..8), not {status!r}")
         out["status"] = _COMMAND_STATUSES[status]
     completion = item.get("completion")
