@@ -35,8 +35,9 @@ def test_queues_per_user_and_per_farm_refuse_with_429_and_count_only_unfinished_
     api = limited(max_queued_jobs_per_user=2, max_queued_commands_per_user=5, max_queued_commands=8)
     first = api.submit(task("a", frames=(1, 3)), user="ann")
     api.submit(task("b", frames=(1, 2)), user="ann")
-    assert_error(api.post("/graphs/", graph(task("c"), user="ann")), 429, "ann", "2 unfinished jobs",
-                 "max_queued_jobs_per_user")
+    assert_error(api.post("/graphs/", graph(task("c"), user="ann", poolName="new")), 429, "ann",
+                 "2 unfinished jobs", "max_queued_jobs_per_user")
+    assert "new" not in api.farm.pools         # a refused submission makes nothing, not its pool
     api.put(f"/nodes/{first}/cancel")
     over = api.post("/graphs/", graph(task("d", frames=(1, 4)), user="ann"))
     assert_error(over, 429, "2 unfinished commands", "max_queued_commands_per_user")

@@ -136,22 +136,22 @@ class Service:
         quotas = self.farm.quotas
         spec = parse_graph(payload, quotas.graph_commands, quotas.graph_tasks)
         now = self.now()
+        user = owner if owner is not None else spec.nodes[spec.root].fields["user"] or spec.user
+        commands = spec.command_count
         with self.lock:
+            check_queues(self.farm, quotas, self._pending, user, commands)   # before the pool is made
             job = build_job(self.farm, spec, now)
-            if owner is not None:
-                job.user = owner
-            commands = spec.command_count
-            check_queues(self.farm, quotas, self._pending, job.user, commands)
-            self._pending.add(job.user, commands)
+            job.user = user
+            self._pending.add(user, commands)
         try:
             if self.store is not None:
                 self.store.insert_job(job)
         except BaseException:
             with self.lock:
-                self._pending.remove(job.user, commands)
+                self._pending.remove(user, commands)
             raise
         with self.lock:
-            self._pending.remove(job.user, commands)
+            self._pending.remove(user, commands)
             self.farm.publish(job, now)
         self.changed()
         return job
