@@ -405,3 +405,35 @@ def test_dispatcher_accepts_good_database_urls(url):
 def test_dispatcher_refuses_bad_render_node_names(name):
     with pytest.raises(ConfigError, match="is not a render node name"):
         dispatcher_settings.load_settings(pools={"farm": [name]})
+
+
+@pytest.mark.parametrize("url", ["ftp://puli:Sw0rdf1sh@db/puli", "mysql://puli:Sw0rdf1sh@/puli",
+                                 "mysql://puli:Sw0rdf1sh@db:99x/puli"])
+def test_a_bad_database_url_never_prints_its_password(tmp_path, url):
+    import subprocess
+    import sys
+    (tmp_path / "bad.yml").write_text(f"db_url: '{url}'\n")
+    base = [sys.executable, "-m", "puli.dispatcher.main", "--config", str(tmp_path / "bad.yml")]
+    runs = [
+        [sys.executable, "-m", "puli.dispatcher.main", "--check-config", str(tmp_path / "bad.yml")],
+        [*base, "--set", f"db_url={url}", "tokens", "list"],
+        [*base, "--set", f"db_url={url}"],
+    ]
+    for args in runs:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60,
+                             env={"PATH": "/usr/bin:/bin", "PULI_DISPATCHER_DB_URL": url})
+        assert out.returncode != 0 and "db_url" in out.stdout + out.stderr, out
+        assert "Sw0rdf1sh" not in out.stdout + out.stderr, out
+
+
+def test_a_secret_setting_is_not_echoed_in_an_error():
+    with pytest.raises(ConfigError) as caught:
+        worker_settings_module().load_settings(argparse.Namespace(
+            config="/dev/null", overrides=["tokn=puli_0123456789abcdef", "token_file=[1]"]))
+    text = str(caught.value)
+    assert "did you mean 'token'" in text and "0123456789abcdef" not in text
+
+
+def worker_settings_module():
+    from puli.worker import settings
+    return settings

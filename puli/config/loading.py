@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Mapping as MappingABC
 
 import yaml
 
+from ..redaction import is_secret, redact
 from .kinds import Kind, yaml_problem
 
 
@@ -17,7 +18,7 @@ class ConfigError(Exception):
     """Settings that cannot be loaded; ``errors`` holds one line per problem found."""
 
     def __init__(self, errors: Iterable[str]):
-        self.errors = list(errors)
+        self.errors = [redact(e) for e in errors]     # a bad db_url must not print its password
         super().__init__("\n".join(self.errors))
 
 
@@ -159,6 +160,10 @@ def _apply_file(schema, path, loaded, errors) -> dict | None:
     return data
 
 
+def _shown(name: str, text: str) -> str:
+    return "***" if is_secret(name) else text
+
+
 def _inline_prefix(label: str, name: str) -> Callable[[str], str]:
     return lambda where: f"{label}: {name}{where}" if where else label
 
@@ -194,7 +199,7 @@ def load(schema: MappingABC[str, Setting], defaults_path: os.PathLike | str,
         if variable.startswith(env_prefix):
             name = variable[len(env_prefix):].lower()
             _assign(schema, loaded, errors, name, text,
-                    _inline_prefix(f"{variable}={text}", name), text=True,
+                    _inline_prefix(f"{variable}={_shown(name, text)}", name), text=True,
                     spell=lambda known: env_prefix + known.upper())
 
     for override in overrides:
@@ -203,11 +208,11 @@ def load(schema: MappingABC[str, Setting], defaults_path: os.PathLike | str,
             errors.append(f"--set {override}: expected KEY=VALUE")
             continue
         name = name.strip()
-        _assign(schema, loaded, errors, name, text, _inline_prefix(f"--set {override}", name),
+        _assign(schema, loaded, errors, name, text, _inline_prefix(f"--set {name}={_shown(name, text)}", name),
                 text=True)
 
     for name, value in (values or {}).items():
-        _assign(schema, loaded, errors, name, value, _inline_prefix(f"{name}={value!r}", name))
+        _assign(schema, loaded, errors, name, value, _inline_prefix(f"{name}={_shown(name, repr(value))}", name))
 
     if errors:
         raise ConfigError(errors)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import MySQLdb
 import MySQLdb.cursors
 
+from ..redaction import redact
+
 # Where a database name is put into DDL it cannot be a parameter: allow plain identifiers only.
 _DB_NAME = re.compile(r"[A-Za-z0-9_$]{1,64}")
 # How many rows a streaming read hands over at a time.
@@ -89,7 +91,7 @@ class DbUrl:
                 # mysqlclient already speaks utf8mb4: the URL must not carry one.
                 raise StoreError(f"bad database URL {self.safe}: leave charset out, utf8mb4 is used")
         else:
-            raise StoreError(f"bad database URL {url!r}: it must start with sqlite:/// or mysql://")
+            raise StoreError(f"bad database URL {redact(url)!r}: it must start with sqlite:/// or mysql://")
 
     @property
     def safe(self):
