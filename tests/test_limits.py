@@ -77,3 +77,12 @@ def test_an_offset_past_any_list_is_a_400_not_a_500(path):
     job = api.submit(task("t", frames=(1, 2)))
     assert_error(api.get(path.format(job=job), offset=10**20), 400, "offset")
     assert api.get(path.format(job=job), offset=10**6).status_code == 200
+
+
+def test_a_lone_surrogate_is_refused_and_a_pair_is_a_character():
+    api = Api()
+    body = '{"name": "x", "root": 0, "tasks": [{"type": "Task", "name": "a\\ud800b"}]}'
+    assert_error(api.raw("POST", "/graphs/", body), 400, "surrogate")
+    assert api.job_ids() == []
+    paired = api.raw("POST", "/graphs/", body.replace("\\ud800", "\\ud83d\\ude00"))
+    assert paired.status_code == 201 and api.node(paired.json["id"])["name"] == "a\U0001F600b"

@@ -41,9 +41,17 @@ def _loads(text):
     """JSON as the dispatcher accepts it: no NaN nor Infinity (standard JSON has neither, and
     no column holds them), no number that overflows a double, no endless nesting."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError("the body is nested too deeply") from None
+    if "\\ud" in text or "\\uD" in text:
+        # An escaped surrogate must come in a pair: a lone one is no character, and nothing
+        # (the database, the logs, a worker) can encode it.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is no character") from None
+    return value
 
 
 def json_handler():
