@@ -96,11 +96,12 @@ ensure_venv() {
 }
 
 # ensure_appliance_tools: what the appliance checks need (systemd-analyze, vagrant, rpmbuild,
-# dpkg-deb; ansible, ansible-lint and build), the Python tools in their own .venv-tools so that
-# the project's .venv stays small. PULI_TOOLS_VENV names it.
+# dpkg-deb, nginx — the manager role's TLS front, which the playbook test starts by hand;
+# ansible, ansible-lint and build), the Python tools in their own .venv-tools so that the
+# project's .venv stays small. PULI_TOOLS_VENV names it.
 ensure_appliance_tools() {
     local tools="${PULI_TOOLS_VENV:-$PULI_ROOT/.venv-tools}"
-    ensure_packages systemd vagrant rpm dpkg-dev
+    ensure_packages systemd vagrant rpm dpkg-dev nginx
     if [ ! -x "$tools/bin/ansible-lint" ] || [ ! -x "$tools/bin/pyproject-build" ]; then
         say "installing ansible, ansible-lint and build into $tools"
         [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
