@@ -323,3 +323,39 @@ def test_a_users_token_file_that_others_may_read_is_refused(no_config, monkeypat
     assert "secret-value" not in str(caught.value)
     user_file.write_text("server: farm\n")          # without a token, its mode is nobody's business
     assert Server(config_files=files).url == "http://farm:8004"
+
+
+def test_the_ca_file_wins_over_a_ca_bundle_in_the_environment(tmp_path, monkeypatch):
+    """Studios set REQUESTS_CA_BUNDLE to their corporate bundle; the farm CA must still count."""
+    import http.server
+    import ssl
+    import threading
+    from test_auth_farm import farm_ca
+
+    ca, cert, key = farm_ca(tmp_path)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ready": true}')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+        monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        assert Server(url, token="t", ca_file=str(ca)).get("/system") == {"ready": True}
+        with pytest.raises(PuliError, match="certificate"):
+            Server(url, token="t", ca_file="/etc/ssl/certs/ca-certificates.crt").get("/system")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -185,6 +185,10 @@ class Server:
     def request(self, method, path, body=None, params=None, timeout=None):
         """The requests.Response of a successful (2xx) request; raises PuliError otherwise."""
         kwargs = {"params": params, "timeout": self.timeout if timeout is None else timeout}
+        if isinstance(self.session.verify, str):
+            # Given per request, the CA file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE,
+            # which requests would otherwise prefer to the session's own.
+            kwargs["verify"] = self.session.verify
         if body is not None:
             kwargs["json"] = body
         try:
