@@ -18,9 +18,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "tests")]
 
-from processes import Dispatcher, StandInWorker, wait_for  # noqa: E402
+from processes import MARIADB, Dispatcher, StandInWorker, mariadb_database_url, wait_for  # noqa: E402
 
-MYSQL = "mysql://root@127.0.0.1:3306/puli_bench_latency"
+MYSQL = mariadb_database_url("puli_bench_latency")
 
 
 def main():
@@ -72,7 +72,7 @@ def main():
         dispatcher.close()
         if url:
             import MySQLdb
-            server = MySQLdb.connect(host="127.0.0.1", port=3306, user="root")
+            server = MySQLdb.connect(**MARIADB)
             server.cursor().execute("DROP DATABASE IF EXISTS puli_bench_latency")
             server.close()
 

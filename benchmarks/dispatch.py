@@ -66,16 +66,18 @@ def database_url(kind, tmp):
         return f"sqlite://{tmp}/bench.sqlite", None
     import MySQLdb
     name = f"puli_bench_{os.getpid()}"
-    conn = MySQLdb.connect(host="127.0.0.1", user="root")
+    from processes import MARIADB, mariadb_database_url
+    conn = MySQLdb.connect(**MARIADB)
     conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
     conn.close()
-    return f"mysql://root@127.0.0.1:3306/{name}", name
+    return mariadb_database_url(name), name
 
 
 def drop_database(name):
     if name:
         import MySQLdb
-        conn = MySQLdb.connect(host="127.0.0.1", user="root")
+        from processes import MARIADB
+        conn = MySQLdb.connect(**MARIADB)
         conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
 

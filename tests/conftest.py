@@ -7,7 +7,9 @@ import secrets
 import MySQLdb
 import pytest
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+from processes import MARIADB, mariadb_database_url
+
+
 # Where an installed Puli keeps its state and logs (the appliance checks install one for a while).
 INSTALLED_STATE = ("/var/lib/puli", "/var/log/puli")
 
@@ -48,13 +50,14 @@ def mariadb_url():
         server = MySQLdb.connect(**MARIADB)
     except MySQLdb.OperationalError as exc:
         pytest.fail(f"MariaDB is not reachable as root without password on "
-                    f"{MARIADB['host']}:{MARIADB['port']} ({exc}); scripts/test sets it up",
+                    f"{MARIADB['host']}:{MARIADB['port']} ({exc}); scripts/test finds or starts one "
+                    "(PULI_TEST_MARIADB=host:port names another)",
                     pytrace=False)
     name = f"puli_test_{secrets.token_hex(4)}"
     try:
         with server.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield f"mysql://{MARIADB['user']}@{MARIADB['host']}:{MARIADB['port']}/{name}"
+        yield mariadb_database_url(name)
         with server.cursor() as cursor:
             # A connection left open in a transaction holds a metadata lock that would make
             # DROP wait for lock_wait_timeout (a year by default): fail the teardown instead.

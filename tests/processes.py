@@ -17,6 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The MariaDB server tests and benchmarks make their databases on, as root without password
+# (scripts/test finds or starts one and names it in PULI_TEST_MARIADB).
+_host, _, _port = os.environ.get("PULI_TEST_MARIADB", "127.0.0.1:3306").rpartition(":")
+MARIADB = {"host": _host or "127.0.0.1", "port": int(_port), "user": "root"}
+
+
+def mariadb_database_url(database):
+    return f"mysql://root@{MARIADB['host']}:{MARIADB['port']}/{database}"
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -46,8 +46,13 @@ python_packages() {
     python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
 }
 
-# ensure_mariadb: a running MariaDB on 127.0.0.1:3306 where root logs in over TCP without password.
+# ensure_mariadb: a MariaDB for the tests, where root logs in over TCP without password, named
+# by PULI_TEST_MARIADB (host:port). Given, it is used as it is. Otherwise the host's own on
+# 127.0.0.1:3306 when root logs in there so (started first if it is down), else a private server
+# of this script's own — its own datadir and port, stopped by stop_private_mariadb: the tests
+# never change the accounts of a server they did not start.
 ensure_mariadb() {
+    [ -n "${PULI_TEST_MARIADB:-}" ] && return
     if ! mariadb-admin ping >/dev/null 2>&1; then
         say "starting MariaDB"
         as_root mkdir -p /run/mysqld
@@ -55,28 +60,58 @@ ensure_mariadb() {
         # stderr is lost under --background: the error log says why a start failed.
         as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- \
             --user=mysql --log-error=/run/mysqld/mariadbd.err
-        local deadline=$((SECONDS + 30))
-        until mariadb-admin ping >/dev/null 2>&1; do
-            if [ $SECONDS -ge $deadline ]; then
-                tail -n 20 /run/mysqld/mariadbd.err >&2 || true
-                die "MariaDB did not answer within 30 s"
-            fi
-            sleep 0.2
-        done
+        wait_for_mariadb 3306 /run/mysqld/mariadbd.err ping
     fi
-    if ! mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
-        say "letting root log in from 127.0.0.1 without password (for the tests)"
-        # Through the unix socket as the system's root. Unless the server skips name resolution,
-        # a TCP client from 127.0.0.1 is root@localhost, whose Debian default (unix_socket auth
-        # only) TCP cannot satisfy, so that account gets a passwordless alternative too.
-        as_root mariadb -u root <<'SQL'
-CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING '';
-GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
-ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING '';
-SQL
-        mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null ||
-            die "root still cannot log in to MariaDB over TCP on 127.0.0.1:3306"
+    if mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; then
+        export PULI_TEST_MARIADB=127.0.0.1:3306
+        return
     fi
+    start_private_mariadb
+}
+
+# wait_for_mariadb PORT ERRLOG [ping]: until root answers on 127.0.0.1:PORT (or the server
+# answers a ping), 30 s at most.
+wait_for_mariadb() {
+    local deadline=$((SECONDS + 30))
+    until if [ "${3:-}" = ping ]; then mariadb-admin ping >/dev/null 2>&1
+          else mariadb --protocol=TCP -h 127.0.0.1 -P "$1" -u root -e 'SELECT 1' >/dev/null 2>&1; fi; do
+        if [ $SECONDS -ge $deadline ]; then
+            tail -n 20 "$2" >&2 || true
+            die "MariaDB did not answer within 30 s"
+        fi
+        sleep 0.2
+    done
+}
+
+PRIVATE_MARIADB_DIR=""
+
+start_private_mariadb() {
+    local dir port
+    dir="$(mktemp -d /var/tmp/puli-test-mariadb.XXXXXX)"
+    chmod 755 "$dir"        # the server runs as mysql
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    say "root cannot log in to the host's MariaDB without password: a private one on port $port"
+    as_root chown mysql:mysql "$dir"
+    as_root mariadb-install-db --user=mysql --datadir="$dir/data" --skip-test-db \
+        --auth-root-authentication-method=normal >/dev/null
+    PRIVATE_MARIADB_DIR="$dir"
+    # --pidfile: this instance is the one looked for, whatever other mariadbd runs.
+    as_root start-stop-daemon --start --background --pidfile "$dir/mysqld.pid" \
+        --exec /usr/sbin/mariadbd -- --no-defaults \
+        --user=mysql --datadir="$dir/data" --socket="$dir/mysqld.sock" --port="$port" \
+        --bind-address=127.0.0.1 --skip-name-resolve --log-error="$dir/error.log" \
+        --pid-file="$dir/mysqld.pid"
+    wait_for_mariadb "$port" "$dir/error.log"
+    export PULI_TEST_MARIADB="127.0.0.1:$port"
+}
+
+# stop_private_mariadb: stop and remove the private server, if this script started one.
+stop_private_mariadb() {
+    [ -n "$PRIVATE_MARIADB_DIR" ] || return 0
+    as_root start-stop-daemon --stop --quiet --oknodo --retry 30 \
+        --pidfile "$PRIVATE_MARIADB_DIR/mysqld.pid" --exec /usr/sbin/mariadbd
+    as_root rm -rf "$PRIVATE_MARIADB_DIR"
+    PRIVATE_MARIADB_DIR=""
 }
 
 # ensure_venv: .venv with Puli installed in editable mode with its test extras. pip runs again
