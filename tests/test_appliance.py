@@ -8,11 +8,11 @@ and a host where Puli is not installed yet: they refuse to touch an existing /op
 /etc/puli, puli user or pulidb database, and remove exactly what they created (nginx, which the playbook test starts, stays installed as a
 tool: only the site, and what it added to nginx's state, go).
 """
+import grp
 import http.client
 import json
 import os
 import pwd
-import grp
 import re
 import secrets
 import shutil
@@ -248,6 +248,9 @@ def test_deb_installs_and_runs(deb):
         assert run("/opt/puli/venv/bin/puli-worker", "--help").returncode == 0
         run("/opt/puli/venv/bin/puli-dispatcher", "--check-config", "/etc/puli/dispatcher.yml")
         run("/opt/puli/venv/bin/puli-worker", "--check-config", "/etc/puli/worker.yml")
+        for conf in ("/etc/puli/dispatcher.yml", "/etc/puli/worker.yml"):
+            st = os.stat(conf)          # they hold the database password, a worker's token
+            assert (stat.S_IMODE(st.st_mode), st.st_uid, grp.getgrgid(st.st_gid).gr_name) == (0o640, 0, "puli")
         # The units as packaged, ExecStart now real: verified with no output at all.
         for unit in ("puli-dispatcher.service", "puli-worker.service"):
             proc = run(tool("systemd-analyze"), "verify", f"/lib/systemd/system/{unit}", check=False)
@@ -268,6 +271,10 @@ def test_rpm_builds(tmp_path):
     for path in ("/opt/puli/venv/bin/puli-dispatcher", "/etc/puli/dispatcher.yml",
                  "/usr/lib/systemd/system/puli-worker.service"):
         assert path in listing.splitlines(), path
+    modes = run("rpm", "-qp", "--queryformat", "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]",
+                rpms[0]).stdout.splitlines()
+    for conf in ("/etc/puli/dispatcher.yml", "/etc/puli/worker.yml"):
+        assert f"-rw-r----- root puli {conf}" in modes, conf
 
 
 # --- Ansible and Vagrant --------------------------------------------------------------------

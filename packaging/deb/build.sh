@@ -24,8 +24,9 @@ arch="$(dpkg --print-architecture)"
 stage="$work/root"
 
 "$root/packaging/build-venv.sh" "$stage" "$wheel" /usr/bin/python3 2> >(grep -v 'is ignored' >&2)
-install -D -m 0644 "$root/packaging/common/dispatcher.yml" "$stage/etc/puli/dispatcher.yml"
-install -D -m 0644 "$root/packaging/common/worker.yml" "$stage/etc/puli/worker.yml"
+# 0640, group puli (set by postinst once the group exists): settings hold the database password.
+install -D -m 0640 "$root/packaging/common/dispatcher.yml" "$stage/etc/puli/dispatcher.yml"
+install -D -m 0640 "$root/packaging/common/worker.yml" "$stage/etc/puli/worker.yml"
 install -D -m 0644 -t "$stage/lib/systemd/system" "$root"/systemd/*.service
 pyver="$(/usr/bin/python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 
