@@ -1,4 +1,6 @@
 """The database goes away: the dispatcher keeps serving, retries, and writes everything once it is back."""
+import os
+
 from processes import Dispatcher, StandInWorker, ThrowawayMariaDB, wait_for
 from puli.model.status import CommandStatus as CS
 
@@ -36,5 +38,24 @@ def test_dispatcher_keeps_serving_while_the_database_is_down_and_catches_up(tmp_
         assert node["doneCommandCount"] == 1 and node["dispatchKey"] == 9
     finally:
         worker.close()
+        dispatcher.close()
+        db.close()
+
+
+def test_a_dispatcher_started_before_its_database_waits_for_it(tmp_path):
+    import threading
+    db = ThrowawayMariaDB()             # made, not started: a boot where MariaDB comes later
+    dispatcher = Dispatcher(tmp_path / "d", db_url=db.url)
+    started = threading.Thread(target=dispatcher.start, kwargs={"timeout": 90})
+    try:
+        started.start()
+        wait_for(lambda: os.path.exists(dispatcher.log_path) and "waiting for the database" in dispatcher.tail(),
+                 timeout=60, what="the dispatcher to wait for its database")
+        db.start()
+        started.join(90)
+        assert dispatcher.get("/health")[1]["ready"] is True
+        assert dispatcher.proc.poll() is None
+    finally:
+        started.join(90)
         dispatcher.close()
         db.close()

@@ -2,6 +2,7 @@
 import ipaddress
 import logging
 import os
+import time
 
 from .. import logs
 from ..model import render_node_admin
@@ -21,7 +22,7 @@ def build(settings):
                 job_rn_error_limit=settings.job_rn_error_limit,
                 quarantine_threshold=settings.quarantine_threshold,
                 retry_timeouts=settings.retry_timeouts)
-    store = open_store(settings.db_url, clean=settings.clean)
+    store = _open_store_when_up(open_store, settings)
     service = Service(farm, store, settings)
     service.restore()
     with service.lock:
@@ -30,6 +31,24 @@ def build(settings):
     service.start()
     log.info("dispatcher ready: %s", service.summary())
     return service, create_app(service)
+
+
+DATABASE_PATIENCE = 60.0    # s a starting dispatcher waits for its database (booting with it)
+
+
+def _open_store_when_up(open_store, settings, patience=DATABASE_PATIENCE):
+    """The store, once its server answers: at boot the database may start after the
+    dispatcher. A refusal (a bad password, a bad database) fails at once."""
+    from ..store import StoreError
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return open_store(settings.db_url, clean=settings.clean)
+        except StoreError as exc:
+            if not exc.unreachable or time.monotonic() >= deadline:
+                raise
+            log.warning("waiting for the database (%s): %s", f"{patience:g} s at most", exc)
+            time.sleep(1.0)
 
 
 def apply_config(service, settings):

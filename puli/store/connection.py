@@ -62,6 +62,23 @@ class StoreError(Exception):
         super().__init__(message)
         self.refused = refused
 
+    @property
+    def unreachable(self):
+        """The server did not answer (down, starting, or too busy to accept a connection)."""
+        exc = self.__cause__
+        while exc is not None:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+            if code in _UNREACHABLE or str(exc).startswith(_UNREACHABLE_WORDS):
+                return True
+            exc = exc.__cause__
+        return False
+
+
+# The client's codes for a server it cannot reach or lost (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR,
+# CR_SERVER_GONE_ERROR, CR_SERVER_LOST), and SQLObject's words for them (it keeps no code).
+_UNREACHABLE = (2002, 2003, 2006, 2013)
+_UNREACHABLE_WORDS = ("Can't connect", "Lost connection", "MySQL server has gone away")
+
 
 class DbUrl:
     """A parsed `sqlite:///abs/path` or `mysql://user:pw@host[:port]/db` URL."""

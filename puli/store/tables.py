@@ -255,7 +255,7 @@ def sqlobject_connection(url):
         return SQLiteConnection(filename=url.path)
     kw = {"unix_socket": url.query["unix_socket"]} if "unix_socket" in url.query else {}
     return MySQLConnection(db=url.database, user=url.user, password=url.password, host=url.host,
-                           port=url.port, **kw)
+                           port=url.port, connect_timeout=10, **kw)
 
 
 def _add_missing_columns(conn, url, table):
