@@ -5,7 +5,7 @@ import sys
 from gunicorn.app.base import BaseApplication
 
 from .. import config, notify
-from . import settings as dispatcher_settings, tokens_cli
+from . import http_worker, settings as dispatcher_settings, tokens_cli
 
 
 class DispatcherApplication(BaseApplication):
@@ -21,7 +21,8 @@ class DispatcherApplication(BaseApplication):
         for key, value in {
             "bind": [f"{s.address}:{s.port}"],
             "workers": 1,                     # the worker process owns the farm: never more
-            "worker_class": "gthread",
+            # gthread whose poller, not a request thread, waits for slow clients' requests
+            "worker_class": http_worker.worker_class(s.request_timeout),
             "threads": s.threads,
             "timeout": 120,
             "graceful_timeout": 30,
@@ -43,6 +44,7 @@ class DispatcherApplication(BaseApplication):
         from .bootstrap import build, setup_logging
         setup_logging(self.settings)
         self.service, app = build(self.settings)
+        app.add_error_handler(http_worker.RequestTooSlow, http_worker.answer_too_slow)
         return app
 
     def _worker_exit(self, server, worker):
