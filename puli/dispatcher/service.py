@@ -10,7 +10,6 @@ import secrets
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 from .. import notify
 from ..model import worker_protocol
@@ -22,6 +21,7 @@ from ..model.status import CommandStatus as CS
 from ..scheduler.dispatch import dispatch
 from . import delivery
 from .auth import Tokens
+from .senders import Senders
 from .settings import load_settings
 
 log = logging.getLogger("puli.dispatcher")
@@ -29,6 +29,7 @@ log = logging.getLogger("puli.dispatcher")
 HELD_RETRY = 30.0   # s between two tries of a row the database refused, while it does not change
 AUDIT_PURGE = 3600.0  # s between two purges of audit records older than audit_retention
 AUDIT_MEMORY = 10_000  # audit records kept in memory without a database
+SENDERS = 16        # threads delivering to workers (each node is served by one at a time)
 
 
 class HeldRow:
@@ -58,7 +59,7 @@ class Service:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads = []
-        self._sender = ThreadPoolExecutor(max_workers=16, thread_name_prefix="puli-send")
+        self._sender = Senders(self._send, self._undelivered, threads=SENDERS)
         self.worker_timeout = settings.worker_request_timeout
         self.dispatch_interval = settings.dispatch_interval
         self.flush_interval = settings.flush_interval
@@ -118,7 +119,7 @@ class Service:
             self.sampler.stop()
         for thread in self._threads:
             thread.join(timeout=10)
-        self._sender.shutdown(wait=True, cancel_futures=False)
+        self._sender.shutdown()         # what waits is sent, each within its deadline
         if self.store is not None:
             self.flush()
             self.store.close()
@@ -209,14 +210,22 @@ class Service:
 
     def _deliver(self, messages):
         for msg in messages:
-            self._sender.submit(self._send, msg)
+            self._sender.submit(msg)
 
     def _send(self, msg):
-        ok = delivery.send(msg, self.worker_timeout, self.worker_tls)
-        if ok or msg.kind != "assign":
+        """On a sender thread (senders.py): deliver one message; whether the worker answered."""
+        outcome = delivery.send(msg, self.worker_timeout, self.worker_tls)
+        if outcome is not delivery.Outcome.ACCEPTED:
+            self._undelivered(msg)
+        return outcome is not delivery.Outcome.UNANSWERED
+
+    def _undelivered(self, msg):
+        """A message the worker did not take, or given up unsent. A stop order is let go (the
+        fencing of assignments stops that run when the worker is next heard from); an
+        assignment goes back to the queue, and no more work for that node until it is heard
+        from again."""
+        if msg.kind != "assign":
             return
-        # The worker did not take it: back to the queue, and no more work for that node
-        # until it is heard from again.
         with self.lock:
             cmd = self.farm.commands.get(msg.command_id)
             if cmd is not None and cmd.assignment == msg.assignment and cmd.status == CS.ASSIGNED:

@@ -1,10 +1,9 @@
 """GET /commands/<id>/log: a command's log, read from the worker that runs (or ran) it, so that
 users never need to reach render nodes (whose API answers the dispatcher only)."""
+import http.client
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import falcon
 
@@ -60,24 +59,22 @@ class CommandLog:
 
     def _read(self, url, secret, params, command_id, where):
         full = f"{url}?{urllib.parse.urlencode(params)}" if params else url
-        request = delivery.request(full, secret)
         try:
-            with urllib.request.urlopen(request, timeout=self.service.worker_timeout,
-                                        context=self.service.worker_tls) as answer:
-                text = answer.read().decode("utf-8", "replace")
-                size = answer.headers.get("X-Log-Size")
-                return text, int(size) if size is not None else None
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise falcon.HTTPNotFound(title="Not found",
-                                          description=f"the worker has no log of command {command_id}") from None
-            raise falcon.HTTPBadGateway(title="The worker refused",
-                                        description=f"the worker {where} answered HTTP {exc.code} for the "
-                                                    "log") from None
-        except (OSError, ValueError) as exc:
+            answer = delivery.fetch(full, secret, self.service.worker_timeout, self.service.worker_tls)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             raise falcon.HTTPBadGateway(title="The worker cannot be reached",
                                         description=f"cannot reach the worker {where} for the log of "
-                                                    f"command {command_id}: {exc}") from None
+                                                    f"command {command_id}: {str(exc) or type(exc).__name__}"
+                                        ) from None
+        if answer.status == 404:
+            raise falcon.HTTPNotFound(title="Not found",
+                                      description=f"the worker has no log of command {command_id}")
+        if not 200 <= answer.status < 300:
+            raise falcon.HTTPBadGateway(title="The worker refused",
+                                        description=f"the worker {where} answered HTTP {answer.status} for "
+                                                    "the log")
+        size = answer.headers.get("X-Log-Size", "")
+        return answer.body.decode("utf-8", "replace"), int(size) if size.isdigit() else None
 
 
 def routes(service):
