@@ -180,7 +180,7 @@ def test_final_stats_of_a_signal_and_a_timeout(watch):
 
 
 def test_command_environment(watch):
-    watched = watch({"cmd": "env | grep -E '^(PULI_|RENDERER=)' | sort"},
+    watched = watch({"cmd": "env | grep -E '^(PULI_|RENDERER=)' | grep -v '^PULI_TEST_' | sort"},
                     environment={"RENDERER": "cycles", "PULI_TASK_NAME": "overridden by the watcher",
                                  "PULI_USER": "overridden too"},
                     cores=4, ramUse=2048, attempt=2, user="bob")

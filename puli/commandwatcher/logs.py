@@ -3,6 +3,8 @@ import logging
 import os
 import time
 
+from puli.commandwatcher import private
+
 BACKUPS = 2
 
 
@@ -14,14 +16,16 @@ class CommandLog:
         self.path = os.fspath(path)
         self.max_bytes = max(1024, int(max_bytes))
         self.backups = backups
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        private.make_dirs(os.path.dirname(os.path.abspath(self.path)), private.LOG_DIR)
         self._open()
 
     def _open(self):
         # Unbuffered: every write is one write(2), so readers (the worker's log route) see whole
-        # lines as soon as the command printed them.
-        self.file = open(self.path, "ab", buffering=0)
-        self.size = self.file.tell()
+        # lines as soon as the command printed them. Its output may hold secrets: private.
+        fd = private.open_private(self.path, os.O_WRONLY | os.O_APPEND, private.LOG_FILE)
+        self.file = open(fd, "ab", buffering=0)
+        private.tighten(self.path, private.LOG_FILE)   # a log of an earlier run, made by an older version
+        self.size = self.file.seek(0, os.SEEK_END)
 
     def rotate(self):
         self.file.close()

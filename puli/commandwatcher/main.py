@@ -30,6 +30,7 @@ from puli.commandwatcher.logs import CommandLog, LogHandler
 from puli.commandwatcher.output import CommandOutput, RunnerReports, apply_progress
 from puli.commandwatcher.pipes import Pipes
 from puli.commandwatcher.plan import make_plan
+from puli.commandwatcher import private
 from puli.commandwatcher.progress import Progress, UnknownParser
 from puli.commandwatcher.runner import RunnerLoadError, ValidationError
 from puli.commandwatcher.signals import Signals
@@ -59,9 +60,7 @@ def main(argv=None):
 
 
 def write_pid(directory):
-    tmp = directory / f"watcher.pid.{os.getpid()}.tmp"
-    tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, directory / "watcher.pid")
+    private.write_atomically(directory / "watcher.pid", f"{os.getpid()}\n".encode())
 
 
 def refuse(directory, fields, exc):
@@ -219,8 +218,10 @@ class Watcher:
         if message is not None:
             fields["message"] = message
         self.state.update(status=status, endTime=time.time(), **fields)
-        self.state.merge_stats(self.figures.stats(self.state.state, self.cgroup))
+        self.state.merge_stats(self.figures.stats(self.state.state, self.cgroup), bounded=False)
         self.state.flush(force=True)
+        if self.state.stats_refused > 1:
+            self.log.note(f"{self.state.stats_refused} stats updates ignored in all")
         final_message = self.state.state["message"]
         name = {DONE: "DONE", ERROR: "ERROR", CANCELED: "CANCELED"}[status]
         self.log.note(f"{name}: {final_message}" if final_message else name)

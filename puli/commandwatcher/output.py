@@ -2,21 +2,27 @@
 to the state; a Python runner child's JSON reports go to the state; apply_progress() is the one
 way either changes the state's completion, message and stats."""
 import json
+import math
 
 from puli.commandwatcher.progress import Progress
 
 MAX_PARTIAL_LINE = 65536    # output without a line end is logged once it gets this long
 
 
-def apply_progress(state, progress):
+def apply_progress(state, progress, log=None):
     """Apply a Progress to the state: its completion (a fraction of the whole command), its
-    message, its stats (merged into the state's); a field None changes nothing."""
+    message, its stats (merged into the state's, unless they would take more than the dispatcher
+    keeps: the first refusal is noted in the `log`, the others counted); a field None changes
+    nothing."""
     if progress.completion is not None:
         state.update(completion=progress.completion)
     if progress.message is not None:
         state.update(message=progress.message)
     if progress.stats:
-        state.merge_stats(progress.stats)
+        refused = state.merge_stats(progress.stats)
+        if refused is not None and log is not None and state.stats_refused == 1:
+            log.note(f"stats update ignored: {refused}; the stats stay as they were, and later "
+                     "updates that do not fit are ignored too")
 
 
 class CommandOutput:
@@ -61,7 +67,7 @@ class CommandOutput:
             if progress.completion is not None:
                 # The line's completion is of this step; the state's is of the whole command.
                 progress = progress._replace(completion=round((self.step + progress.completion) / self.steps, 6))
-            apply_progress(self.state, progress)
+            apply_progress(self.state, progress, self.log)
 
 
 class RunnerReports:
@@ -80,14 +86,17 @@ class RunnerReports:
         for line in lines:
             try:
                 report = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
+                report = None
+            if not isinstance(report, dict):
                 self.log.note(f"unreadable report from the runner: {line[:200]!r}")
                 continue
             if "outcome" in report:
                 self.outcome = (report["outcome"], str(report.get("message") or ""))
             completion = report.get("completion")
             apply_progress(self.state, Progress(
-                completion=min(1.0, max(0.0, float(completion))) if isinstance(completion, (int, float)) else None,
+                completion=(min(1.0, max(0.0, float(completion)))
+                            if isinstance(completion, (int, float)) and math.isfinite(completion) else None),
                 # An outcome's message is the final one: the watcher's conclusion decides on it.
                 message=str(report["message"]) if "message" in report and "outcome" not in report else None,
-                stats=report["stats"] if isinstance(report.get("stats"), dict) else None))
+                stats=report["stats"] if isinstance(report.get("stats"), dict) else None), self.log)

@@ -40,7 +40,7 @@ def protocol(line):
         elif line.startswith("PULI_STATS"):
             try:
                 stats = json.loads(line[len("PULI_STATS"):])
-            except ValueError:
+            except (ValueError, RecursionError):    # RecursionError: nested too deep to decode
                 return None
             if isinstance(stats, dict):
                 return Progress(stats=stats)

@@ -4,6 +4,7 @@ import json
 import os
 import time
 
+from puli.commandwatcher.private import open_private
 from puli.model.status import CommandStatus
 
 RUNNING = int(CommandStatus.RUNNING)
@@ -15,6 +16,12 @@ CANCELED = int(CommandStatus.CANCELED)
 RUN_ENDS = frozenset({DONE, ERROR, CANCELED})
 
 MIN_INTERVAL = 0.5     # seconds between two writes while running: the worker polls, no need for more
+# What a command's own stats (PULI_STATS lines, a runner's updateStats) may take together, as the
+# compact JSON the dispatcher measures: it keeps 64 KiB per command by default (max_stats_bytes)
+# and refuses a whole report with more, its final status with it. The rest of the 64 KiB is for
+# the watcher's own figures, merged in at the end (about 150 bytes).
+MAX_STATS_BYTES = 63 * 1024
+MAX_STATS_DEPTH = 32   # the dispatcher's nesting limit for a JSON value (puli.model.limits)
 
 
 class StateFile:
@@ -31,6 +38,7 @@ class StateFile:
         }
         self.dirty = True
         self.written_at = float("-inf")    # monotonic time of the last write
+        self.stats_refused = 0             # stats updates refused so far (merge_stats)
 
     def update(self, **fields):
         for key, value in fields.items():
@@ -38,8 +46,18 @@ class StateFile:
                 self.state[key] = value
                 self.dirty = True
 
-    def merge_stats(self, stats):
-        self.update(stats={**self.state["stats"], **stats})
+    def merge_stats(self, stats, bounded=True):
+        """Merge `stats` into the state's. A `bounded` update (the command's own) that the
+        dispatcher could not take is refused whole, the stats staying as they were: the reason
+        then, else None. Unbounded: the watcher's figures, which always fit beside them."""
+        merged = {**self.state["stats"], **stats}
+        if bounded:
+            reason = _unfit_stats(merged)
+            if reason is not None:
+                self.stats_refused += 1
+                return reason
+        self.update(stats=merged)
+        return None
 
     @property
     def final(self):
@@ -60,7 +78,7 @@ class StateFile:
     def write(self):
         self.state["seq"] += 1
         data = json.dumps(self.state).encode()
-        with open(self.tmp, "wb") as out:
+        with os.fdopen(open_private(self.tmp, os.O_WRONLY | os.O_TRUNC), "wb") as out:
             out.write(data)
             if self.final:
                 # The final state is what the worker reports upstream even after a crash of
@@ -68,6 +86,25 @@ class StateFile:
                 os.fsync(out.fileno())
         os.replace(self.tmp, self.path)
         self.dirty = False
+
+
+def _unfit_stats(stats):
+    """Why the dispatcher would refuse these stats, or None."""
+    stack = [(value, 2) for value in stats.values()]
+    while stack:
+        value, depth = stack.pop()
+        inner = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        if inner and depth > MAX_STATS_DEPTH:
+            return f"the stats would be nested more than {MAX_STATS_DEPTH} levels deep"
+        stack.extend((v, depth + 1) for v in inner)
+    try:
+        size = len(json.dumps(stats, separators=(",", ":"), allow_nan=False))
+    except ValueError:
+        return "the stats hold NaN or infinity, which JSON cannot keep"
+    if size > MAX_STATS_BYTES:
+        return (f"the stats would take {size} bytes as JSON, more than the {MAX_STATS_BYTES} "
+                "a command may report")
+    return None
 
 
 def read(path):

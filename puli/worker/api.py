@@ -4,14 +4,21 @@ A small Falcon app on a threaded wsgiref server (TLS when the worker has a certi
 thread of the worker. It obeys its dispatcher only: every request must show the secret the
 worker gave the dispatcher at its last registration (401 otherwise, and nothing is done).
 Responders only parse and call the worker; every answer is JSON except the logs, and every
-error is a JSON body.
+error is a JSON body. The server holds out against slow and large clients on its own (_Handler):
+a request arrives whole within request_timeout or its connection is closed, a body past
+max_request_bytes is refused unread, and at most MAX_CONNECTIONS are served at once.
 """
+import io
+import json
 import logging
 import os
+import socket
 import socketserver
 import ssl
+import sys
 import threading
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+import time
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
 
@@ -217,8 +224,27 @@ class DispatcherOnly:
                 challenges=['Bearer realm="puli-worker"'])
 
 
-def create_app(worker):
-    app = falcon.App(middleware=[DispatcherOnly(worker)])
+class RequestLimits:
+    """Middleware: a body larger than max_request_bytes (413) or of unknown length (411) is
+    refused from its headers; the server (_Handler) has left it unread."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+
+    def process_request(self, req, resp):
+        if "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+            raise falcon.HTTPLengthRequired(
+                title="Length required", description="send the body with a Content-Length header, not chunked")
+        length = req.content_length
+        if length is not None and length > self.max_bytes:
+            raise falcon.HTTPContentTooLarge(
+                title="Request body too large",
+                description=f"the body is {length} bytes; this worker accepts at most {self.max_bytes} "
+                            "(setting max_request_bytes)")
+
+
+def create_app(worker, max_request_bytes=1024 * 1024):
+    app = falcon.App(middleware=[DispatcherOnly(worker), RequestLimits(max_request_bytes)])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(Refused, _refused)
@@ -232,12 +258,185 @@ def create_app(worker):
     return app
 
 
+# -- the server ------------------------------------------------------------------------------------
+# One thread per connection, as many as MAX_CONNECTIONS at once: the dispatcher sends a worker
+# at most 16 messages at a time (its sender pool) and a few log reads, so 64 leaves it room
+# while a flood of connections costs at most 64 threads (and as many pids of the unit's), each
+# held request_timeout at most while its request arrives. A connection past them is closed at
+# once: refusing is cheaper than queueing, and the dispatcher retries what it could not send.
+MAX_CONNECTIONS = 64
+REFUSAL_LOG_PERIOD = 60.0       # s between two warnings of connections refused when full
+
+
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
+    max_request_bytes = 1024 * 1024
+    request_timeout = 10.0
+
+    def server_activate(self):
+        super().server_activate()
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+        self.refusal_logged = float("-inf")
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            self._refusal()
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()        # no thread was started to release it
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _refusal(self):
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.refusal_logged >= REFUSAL_LOG_PERIOD:
+            log.warning("%d connection(s) to the API closed unanswered: %d already open, the most "
+                        "it serves at once", self.refused, MAX_CONNECTIONS)
+            self.refusal_logged, self.refused = now, 0
+
+    def handle_error(self, request, client_address):
+        """A client that does not send its request in time, breaks off or fails its TLS handshake
+        is one line of the log, never a traceback on stderr."""
+        exc = sys.exc_info()[1]
+        who = client_address[0] if client_address else "?"
+        if isinstance(exc, TimeoutError):
+            log.info("%s: no whole request within %g s (request_timeout): connection closed",
+                     who, self.request_timeout)
+        elif isinstance(exc, (ConnectionError, ssl.SSLError)):
+            log.debug("%s: connection lost: %s", who, exc)
+        else:
+            log.error("%s: request failed", who, exc_info=exc)
+
+
+class _Arrival(io.RawIOBase):
+    """The connection's bytes as they arrive, until one deadline for the whole request: a client
+    trickling a byte at a time gets no more time than one that sends nothing."""
+
+    def __init__(self, sock, deadline):
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
 
 
 class _Handler(WSGIRequestHandler):
+    """One request per connection. The TLS handshake, the request line, the headers and a body
+    of at most max_request_bytes all arrive under one deadline, request_timeout after the
+    connection; then the app runs on the body in memory, so it never waits on the client. A
+    larger body is never read: the app refuses it from its headers (413)."""
+
+    # The answer buffered: its status line, headers and a short body leave in one segment,
+    # not one send each (wsgiref flushes after every body part).
+    wbufsize = CHUNK
+
+    def setup(self):
+        server = self.server
+        self.deadline = time.monotonic() + server.request_timeout
+        self.body_left = False          # a body the app refused before it was read
+        if isinstance(self.request, ssl.SSLSocket):
+            # Here, in this connection's thread and under its deadline: a client slow at its
+            # handshake holds only this thread, and not for longer than its request may take.
+            self.request.settimeout(max(0.001, self.deadline - time.monotonic()))
+            self.request.do_handshake()
+        super().setup()
+        self.rfile = io.BufferedReader(_Arrival(self.connection, self.deadline))
+
+    def body_length(self):
+        """The Content-Length when the body is to be read here; None for no body, or one the
+        app refuses unread (too large, chunked, malformed)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        return length if 0 < length <= self.server.max_request_bytes else None
+
+    def handle_expect_100(self):
+        # "100 Continue" only for a body we will read: a larger one gets its 413 unsent.
+        if self.body_length() is None:
+            return True
+        return super().handle_expect_100()
+
+    def handle(self):
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            return                      # connected and left
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return                      # it sent the error
+        length = self.body_length()
+        body = b""
+        if length is not None:
+            body = self.rfile.read(length)
+            if len(body) < length:
+                log.debug("%s: the client left before its body was sent", self.client_address[0])
+                return
+        else:
+            self.body_left = bool(self.headers.get("Content-Length", "0").strip() not in ("", "0")
+                                  or self.headers.get("Transfer-Encoding"))
+        # The request is in: the answer's writes each get the full delay, not what is left of it.
+        self.connection.settimeout(self.server.request_timeout)
+        handler = ServerHandler(io.BytesIO(body), self.wfile, self.get_stderr(), self.get_environ(),
+                                multithread=False)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
+        if self.body_left:
+            self.linger()
+
+    def linger(self):
+        """After refusing a body unread: end our side, and discard what the client still sends
+        until it closes (or the request's deadline), so that it reads the answer rather than a
+        connection reset in the middle of its upload."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            buffer = bytearray(CHUNK)
+            while True:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.connection.settimeout(left)
+                if not self.connection.recv_into(buffer):
+                    return
+        except OSError:
+            return
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a malformed request line, too many headers...) as JSON."""
+        short, long = self.responses.get(code, ("Error", ""))
+        body = json.dumps({"title": message or short, "description": explain or long}).encode()
+        self.close_connection = True
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
     def log_message(self, format, *args):
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -245,13 +444,16 @@ class _Handler(WSGIRequestHandler):
 class ApiServer:
     """The API served from a thread; bound at construction, so a busy port fails at once."""
 
-    def __init__(self, worker, address, port, tls_cert=None, tls_key=None):
-        self.server = make_server(address, port, create_app(worker), server_class=_Server,
-                                  handler_class=_Handler)
+    def __init__(self, worker, address, port, tls_cert=None, tls_key=None,
+                 max_request_bytes=1024 * 1024, request_timeout=10.0):
+        self.server = make_server(address, port, create_app(worker, max_request_bytes),
+                                  server_class=_Server, handler_class=_Handler)
+        self.server.max_request_bytes = max_request_bytes
+        self.server.request_timeout = request_timeout
         if tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(tls_cert), str(tls_key))
-            # The handshake in the request's own thread: a client slow at it holds only that.
+            # No handshake in accept(), in the serving thread: the handler does it (setup()).
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True,
                                                      do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, name="puli-api", daemon=True)

@@ -9,9 +9,10 @@ content says what else to do.
 
 POST /pause/ {content} writes it ("0" removes it); an operator may also write it by hand.
 """
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from puli.commandwatcher import private
 
 RESUME = "0"
 KILL = "-1"
@@ -45,10 +46,9 @@ class Killfile:
         if content == RESUME:
             self.remove()
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(content)
-        os.replace(tmp, self.path)
+        if not self.path.parent.is_dir():
+            private.make_dirs(self.path.parent, private.STATE_DIR)
+        private.write_atomically(self.path, content.encode())
 
     def remove(self):
         try:

@@ -4,6 +4,7 @@ import logging
 import sys
 
 from .. import config, logs
+from ..commandwatcher import private
 from . import settings as worker_settings
 from .watchers import detect_isolation
 from .worker import Worker
@@ -26,7 +27,15 @@ def main(argv=None):
     except config.ConfigError as exc:
         print(f"puli-worker: {exc}", file=sys.stderr)
         return 2
+    try:
+        # Before logging makes it with the umask's mode: the logs are private (private.py).
+        private.make_dirs(settings.log_dir, private.LOG_DIR)
+    except OSError as exc:
+        print(f"puli-worker: log_dir {settings.log_dir}: {exc.strerror}", file=sys.stderr)
+        return 1
     logs.setup(settings.log_dir, settings.log_level, "worker.log", backups=5)
+    for path in settings.log_dir.glob("worker.log*"):
+        private.tighten(path, private.LOG_FILE)
     try:
         isolation = detect_isolation(settings.isolation, settings.cgroup_root)
     except ValueError as exc:

@@ -119,6 +119,12 @@ class Sender:
             elif answer.status >= 500 or answer.status == 429:
                 self._keep(reports[index:], retry=True, why=answer.reason())
                 return
+            elif report.get("stats") is not None:
+                # The stats are what the dispatcher bounds (max_stats_bytes, lower there than the
+                # watcher's bound?): the status must not be lost with them. Again, without.
+                log.error("command %d: report refused (HTTP %d: %s): sending it again without its "
+                          "stats", report["id"], answer.status, answer.reason())
+                self._keep([{k: v for k, v in report.items() if k != "stats"}], retry=False)
             else:
                 log.error("command %d: report refused for good (HTTP %d: %s): %r",
                           report["id"], answer.status, answer.reason(), report)

@@ -5,6 +5,8 @@ A command's directory, ``<data_dir>/commands/<id>/``, is the contract with the w
 (puli/commandwatcher/main.py): the worker writes ``assignment.json``, the watcher writes
 ``watcher.pid`` and replaces ``state.json`` atomically. The directory outlives the worker, so a
 restarted worker finds every run again; it is removed once the dispatcher has the final state.
+The assignment holds the job's environment: the directory and its files are the worker's user's
+alone (puli/commandwatcher/private.py), whatever the umask.
 """
 import json
 import logging
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from puli.commandwatcher import private
 from puli.commandwatcher.state import RUN_ENDS
 from puli.model.status import CommandStatus
 
@@ -114,7 +117,11 @@ class Watchers:
         self.isolation = isolation
         self.worker_url = worker_url
         self.commands_dir = Path(settings.data_dir) / "commands"
-        self.commands_dir.mkdir(parents=True, exist_ok=True)
+        # Made private, or tightened when an older version left them open to all.
+        private.make_dirs(settings.data_dir, private.STATE_DIR)
+        private.make_dirs(self.commands_dir, private.STATE_DIR)
+        private.make_dirs(settings.log_dir, private.LOG_DIR)
+        private.make_dirs(Path(settings.log_dir) / "commands", private.LOG_DIR)
         self.env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARIABLES}
 
     def log_path(self, task_id, command_id):
@@ -149,9 +156,10 @@ class Watchers:
             killGrace=self.settings.kill_grace,
             workerUrl=self.worker_url)
         try:
-            directory.mkdir(parents=True)
+            directory.mkdir(private.STATE_DIR)
             _write_json(directory / "assignment.json", assignment)
-            with open(directory / "watcher.stderr", "wb") as stderr:
+            stderr_fd = private.open_private(directory / "watcher.stderr", os.O_WRONLY | os.O_TRUNC)
+            with open(stderr_fd, "wb") as stderr:
                 # A new session: the watcher and its command outlive the worker (a restart
                 # must not kill renders) and never get the worker's terminal signals.
                 process = subprocess.Popen(
@@ -170,6 +178,7 @@ class Watchers:
         watchers = _live_watchers()
         runs = []
         for directory in sorted(self.commands_dir.iterdir(), key=lambda p: p.name):
+            _tighten_run(directory)
             try:
                 assignment = _read_assignment(directory / "assignment.json")
             except (OSError, ValueError) as exc:
@@ -341,6 +350,16 @@ def _last_line(path):
 
 
 def _write_json(path, data):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    private.write_atomically(path, json.dumps(data).encode())
+
+
+def _tighten_run(directory):
+    """A run directory an older version left readable to all: its user's alone now."""
+    private.tighten(directory, private.STATE_DIR)
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    private.tighten(entry.path, private.STATE_FILE)
+    except (NotADirectoryError, FileNotFoundError):
+        pass

@@ -2,11 +2,12 @@
 relays their progress, heartbeats, and obeys the killfile.
 
 One thread owns the runs' lifecycle (the loop); the API threads only start watchers and queue
-stop orders under `lock`; the sender thread only talks to the dispatcher and hands back outcomes.
+stop orders under `lock`; the sender thread only talks to the dispatcher and hands back outcomes;
+the sweep thread deletes the ended commands' old logs, never those of a run held here.
 """
+import contextlib
 import hmac
 import logging
-import os
 import secrets
 import signal
 import threading
@@ -16,12 +17,14 @@ from pathlib import Path
 import psutil
 
 from .. import notify
+from ..commandwatcher import private
 from ..commandwatcher.state import RUN_ENDS
 from . import sysinfo
 from .api import ApiServer, Refused
 from .client import Client, Unreachable
 from .killfile import KILL, Killfile
 from .sender import DELIVERED, STOP, Sender
+from .sweep import Sweeper
 from .watchers import SpawnError, Watchers
 
 log = logging.getLogger("puli.worker")
@@ -98,8 +101,12 @@ class Worker:
         """adopt → serve → register → ready → loop → teardown. Returns the exit status."""
         self.signals.install()
         self.adopt()
-        api = ApiServer(self, self.settings.address, self.settings.port,
-                        self.settings.tls_cert, self.settings.tls_key).start()
+        s = self.settings
+        api = ApiServer(self, s.address, s.port, s.tls_cert, s.tls_key,
+                        max_request_bytes=s.max_request_bytes, request_timeout=s.request_timeout).start()
+        # After adopt(): the runs found again hold their files from the first sweep on.
+        self.sweeper = Sweeper(s.log_dir, self.watchers.commands_dir, s.log_retention, s.logs_max_total,
+                               self.held_files).start()
         try:
             if not self.register_until_accepted():
                 log.info("stopped before the dispatcher accepted this node")
@@ -153,6 +160,7 @@ class Worker:
 
     def teardown(self, api):
         notify.stopping("stopping")
+        self.sweeper.stop()
         api.close()
         self.sender.close(timeout=FLUSH_TIMEOUT if self.signals.count < 2 else 0)
         self.act_on_outcomes()              # what the flush delivered needs no second report
@@ -281,7 +289,7 @@ class Worker:
                 log.error("cannot set paused=%s (HTTP %d: %s)", self.paused, answer.status, answer.reason())
             return
         if self.paused:
-            self.pause_marker.touch()
+            self.pause_marker.touch(mode=0o600)
         else:
             self.pause_marker.unlink(missing_ok=True)
         log.info("the dispatcher now holds this node %s", "paused" if self.paused else "resumed")
@@ -341,11 +349,7 @@ class Worker:
         node's root (and tests) to call the API with."""
         secret = secrets.token_urlsafe(32)
         self.secrets = (secret, *self.secrets[:1])
-        tmp = self.secret_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret + "\n")
-        os.replace(tmp, self.secret_file)
+        private.write_atomically(self.secret_file, f"{secret}\n".encode())
         return secret
 
     def allows(self, secret):
@@ -399,6 +403,14 @@ class Worker:
     def _runs(self):
         with self.lock:
             return list(self.runs.values())
+
+    @contextlib.contextmanager
+    def held_files(self):
+        """For the sweep: while entered, no run starts or goes; (log paths, directories) of the
+        runs held here, running or ended and not yet committed by the dispatcher."""
+        with self.lock:
+            runs = list(self.runs.values())
+            yield ({run.assignment.get("logPath") for run in runs}, {str(run.dir) for run in runs})
 
     def describe(self):
         """The one-line status systemd shows, e.g. "running 2 commands (7, 9)"."""
