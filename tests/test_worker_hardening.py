@@ -238,13 +238,14 @@ def test_the_oldest_logs_go_while_ended_commands_take_more_than_logs_max_total(f
 
 # -- private files whatever the umask ----------------------------------------------------------------
 def test_state_and_logs_are_private_under_umask_0022_and_older_open_directories_are_tightened(farm, tmp_path):
+    """Under the loosest umask a worker may inherit; its commands run with command_umask."""
     data_dir = tmp_path / "node"
     # What an older version left: everything open to all.
     for directory in (data_dir / "commands", data_dir / "log" / "commands"):
         directory.mkdir(parents=True)
     for directory in (data_dir, data_dir / "commands", data_dir / "log", data_dir / "log" / "commands"):
         os.chmod(directory, 0o755)
-    worker = farm.worker(data_dir=data_dir)
+    worker = farm.worker(data_dir=data_dir, extra=("--set", "command_umask=0002"))
     worker.args = ["/bin/sh", "-c", 'umask 022 && exec "$@"', "sh", *worker.args]
     worker.start()
     wait_for(lambda: registered(farm, worker.name), what="registration")
@@ -263,8 +264,8 @@ def test_state_and_logs_are_private_under_umask_0022_and_older_open_directories_
     assert state == {path: (0o700 if path.is_dir() else 0o600) for path in state}
     logs = {path: mode(path) for path in (data_dir / "log", data_dir / "log" / "commands", log.parent, log)}
     assert logs == {path: (0o750 if path.is_dir() else 0o640) for path in logs}
-    # The commands keep the umask they were given: their frames are for others to read.
-    assert mode(frame) == 0o644
+    # The commands run with command_umask, not the worker's: their frames are for others.
+    assert mode(frame) == 0o664
     gate.touch()
     reaches(farm, cmd_id, CS.DONE, 30)
 

@@ -99,3 +99,21 @@ def test_the_token_file_is_read_only_when_its_owner_alone_may_read_it(tmp_path):
         load_settings(data_dir=tmp_path, token_file=token_file)
     with pytest.raises(config.ConfigError, match="tls_cert and tls_key"):
         load_settings(data_dir=tmp_path, tls_cert=tmp_path / "node.pem")
+
+
+def test_command_umask_is_quoted_octal_from_the_file_the_environment_and_set(tmp_path, monkeypatch):
+    assert load_settings(data_dir=tmp_path).command_umask == 0o022
+    path = tmp_path / "worker.yml"
+    path.write_text("command_umask: '0002'\n")
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    assert worker_settings.load_settings(parser.parse_args(["--config", str(path)])).command_umask == 0o002
+    monkeypatch.setenv("PULI_WORKER_COMMAND_UMASK", "007")
+    assert worker_settings.load_settings(parser.parse_args([])).command_umask == 0o007
+    args = parser.parse_args(["--set", "command_umask=0027"])
+    assert worker_settings.load_settings(args).command_umask == 0o027
+    # Unquoted, YAML reads 0022 as octal and 22 as decimal: refused, with the way to write it.
+    path.write_text("command_umask: 22\n")
+    out = run_worker("--check-config", str(path))
+    assert out.returncode == 1
+    assert f"{path}: key 'command_umask'" in out.stderr and "quoted, e.g. '0022'" in out.stderr

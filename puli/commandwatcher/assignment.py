@@ -35,6 +35,12 @@ class Assignment:
         self.kill_grace = _number(fields, "killGrace", DEFAULT_KILL_GRACE)
         self.max_run_time = _number(fields, "maxRunTime", 0)
         self.log_max_bytes = int(_number(fields, "logMaxBytes", 0) or DEFAULT_LOG_MAX_BYTES)
+        # The command's umask, not the watcher's (which keeps its own files private); an older
+        # worker sends none: the command then inherits the watcher's.
+        umask = _number(fields, "umask", -1)
+        if umask > 0o777 or umask != int(umask):
+            raise ValueError(f"umask must be a mode from 0 to 0o777, got {umask!r}")
+        self.umask = int(umask)
 
     def command_env(self, log_path):
         """The command's environment: the watcher's, the task's own, then the PULI_* variables,

@@ -39,7 +39,8 @@ def _join_cgroup(procs_files):
 class CommandProcess:
     """A started process, leader of its own process group."""
 
-    def __init__(self, argv, env, cgroup=None, reports=False):
+    def __init__(self, argv, env, cgroup=None, reports=False, umask=-1):
+        """`umask`: the command's (-1: the watcher's own)."""
         self.cgroup = cgroup
         output_read, output_write = os.pipe()
         pass_fds = ()
@@ -53,7 +54,7 @@ class CommandProcess:
             # No preexec_fn without a cgroup: subprocess can then use vfork, which starts faster.
             self.popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write, env=env,
-                process_group=0, pass_fds=pass_fds,
+                process_group=0, pass_fds=pass_fds, umask=umask,
                 preexec_fn=(lambda: _join_cgroup(procs_files)) if procs_files else None)
         except BaseException:
             os.close(output_read)

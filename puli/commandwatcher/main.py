@@ -134,7 +134,8 @@ class Watcher:
                 break
             self.figures.start()
             try:
-                process = CommandProcess(step.argv, env, cgroup=self.cgroup, reports=plan.reports)
+                process = CommandProcess(step.argv, env, cgroup=self.cgroup, reports=plan.reports,
+                                         umask=self.assignment.umask)
             except (OSError, subprocess.SubprocessError) as exc:
                 return self.finish(ERROR, f"cannot start {step.label}: {exc}")
             label = step.label

@@ -152,6 +152,19 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
+class Umask(Kind):
+    """A umask as octal digits, quoted ("0022"): unquoted, YAML reads 0022 as octal and 22 as
+    decimal, and only the quotes say which was meant."""
+
+    textual = True
+
+    def convert(self, value):
+        if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError(f"{value!r} is not a umask: three octal digits with an optional leading 0, "
+                             "quoted, e.g. '0022'")
+        return int(value, 8)
+
+
 class Bool(Kind):
     """true/false; also yes/no, on/off and 1/0, as environment variables are often written."""
 

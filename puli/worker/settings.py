@@ -6,7 +6,7 @@ import socket
 
 from puli import config
 from puli.config import (Bool, Choice, Duration, Int, List, LogLevel, Path, RenderNodeName, Setting,
-                         Size, Str, Url)
+                         Size, Str, Umask, Url)
 
 DEFAULTS_PATH = pathlib.Path(__file__).resolve().parent.parent / "defaults" / "worker.yml"
 SYSTEM_PATH = "/etc/puli/worker.yml"
@@ -42,6 +42,8 @@ SCHEMA = {
                          "How commands are isolated: auto, cgroup2, cgroup1 or pgroup."),
     "cgroup_root": Setting(Path(), "Where the cgroup hierarchies are mounted."),
     "kill_grace": Setting(Duration(), "Delay between SIGTERM and SIGKILL when a command is stopped."),
+    "command_umask": Setting(
+        Umask(), "The umask commands run with (the files they make), whatever the worker's own."),
     "log_max_bytes": Setting(Size(minimum=4096), "A command's log is rotated at this size."),
     "pids_max": Setting(Int(0), "Most processes a command may run at once; 0 means no limit."),
     "gpu_detection": Setting(Bool(), "Detect NVIDIA GPUs with nvidia-smi."),

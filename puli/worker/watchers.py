@@ -154,6 +154,7 @@ class Watchers:
             logMaxBytes=self.settings.log_max_bytes,
             cgroup=cgroup.describe() if cgroup is not None else None,
             killGrace=self.settings.kill_grace,
+            umask=self.settings.command_umask,
             workerUrl=self.worker_url)
         try:
             directory.mkdir(private.STATE_DIR)
