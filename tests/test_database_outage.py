@@ -1,13 +1,14 @@
 """The database goes away: the dispatcher keeps serving, retries, and writes everything once it is back."""
 import os
 
-from processes import Dispatcher, StandInWorker, ThrowawayMariaDB, wait_for
+from processes import Dispatcher, NotifySocket, StandInWorker, ThrowawayMariaDB, wait_for
 from puli.model.status import CommandStatus as CS
 
 
 def test_dispatcher_keeps_serving_while_the_database_is_down_and_catches_up(tmp_path):
     db = ThrowawayMariaDB().start()
-    dispatcher = Dispatcher(tmp_path / "d", db_url=db.url)
+    notify = NotifySocket()
+    dispatcher = Dispatcher(tmp_path / "d", db_url=db.url, notify=notify)
     worker = StandInWorker()
     try:
         dispatcher.start()
@@ -23,6 +24,7 @@ def test_dispatcher_keeps_serving_while_the_database_is_down_and_catches_up(tmp_
         assert dispatcher.call("PUT", path, {"assignment": first["assignment"], "status": int(CS.DONE)})[0] == 200
         assert dispatcher.call("PUT", f"/nodes/{job}/dispatchKey", {"dispatchKey": 9})[0] == 200
         wait_for(lambda: dispatcher.get("/system")[1]["db"]["error"], what="the database error to show")
+        notify.wait("STATUS=degraded (database unavailable): 1 jobs")     # systemctl status says so
         assert dispatcher.get(f"/nodes/{job}")[1]["doneCommandCount"] == 1     # still serving
         status, body = dispatcher.call("POST", "/graphs/", {"name": "later", "root": 0, "tasks": [
             {"type": "Task", "name": "t", "arguments": {}}]})
@@ -39,6 +41,7 @@ def test_dispatcher_keeps_serving_while_the_database_is_down_and_catches_up(tmp_
     finally:
         worker.close()
         dispatcher.close()
+        notify.close()
         db.close()
 
 

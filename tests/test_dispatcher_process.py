@@ -34,6 +34,8 @@ def test_ready_comes_from_the_app_after_restore_and_sigterm_flushes(tmp_path, no
         notify_socket.wait("WATCHDOG=1")
         status, body = dispatcher.call("POST", "/graphs/", graph("kept"))
         assert status == 201
+        # The status line follows the farm, not only the one READY said.
+        notify_socket.wait("STATUS=1 jobs, 0 running, 3 ready")
         job = body["id"]
         assert dispatcher.call("PUT", f"/nodes/{job}/paused", {"paused": True})[0] == 200
         assert dispatcher.terminate() == 0

@@ -29,6 +29,7 @@ log = logging.getLogger("puli.dispatcher")
 HELD_RETRY = 30.0   # s between two tries of a row the database refused, while it does not change
 AUDIT_PURGE = 3600.0  # s between two purges of audit records older than audit_retention
 AUDIT_MEMORY = 10_000  # audit records kept in memory without a database
+STATUS_INTERVAL = 5.0  # s between two refreshes of the status line systemd shows (when it changed)
 SENDERS = 16        # threads delivering to workers (each node is served by one at a time)
 
 
@@ -160,7 +161,8 @@ class Service:
     # -- the loop ----------------------------------------------------------------------------------
     def _loop(self):
         tick = min(self.dispatch_interval, 1.0)
-        last_pass = last_housekeeping = last_archive = 0.0
+        last_pass = last_housekeeping = last_archive = last_status = 0.0
+        shown = None                    # the status line systemd has
         while not self._stopping.is_set():
             woke = self._wake.wait(tick)
             self._wake.clear()
@@ -188,9 +190,18 @@ class Service:
                         totals[3] += assigned
                         last_pass = now
                     messages = [delivery.message(m) for m in farm.take_outbox()]
+                    line = None
+                    if now - last_status >= STATUS_INTERVAL:
+                        line, last_status = self.summary(), now
                 if any(m.kind == "assign" for m in messages):
                     self.make_durable()
                 self._deliver(messages)
+                if line is not None and self.problems():
+                    # What systemctl status shows first: e.g. the database being down.
+                    line = f"degraded ({'; '.join(p.split(':')[0] for p in self.problems())}): {line}"
+                if line is not None and line != shown:
+                    notify.status(line)
+                    shown = line
                 notify.watchdog()
             except Exception:                 # keep dispatching: one bad pass must not stop the farm
                 log.exception("dispatch loop iteration failed")
