@@ -150,3 +150,33 @@ def test_render_nodes_that_do_not_come_back_after_a_restart_time_out(tmp_path):
     finally:
         worker.close()
         dispatcher.close()
+
+
+def test_hup_ttin_and_usr2_neither_stop_nor_double_the_farm(tmp_path, notify_socket):
+    """What logrotate hooks, `kill -HUP` and `systemctl kill -s HUP` send: the one worker process
+    that owns the farm keeps serving it, and systemd is never told the service stops."""
+    import os
+    import signal
+
+    import psutil
+
+    dispatcher = Dispatcher(tmp_path / "d", notify=notify_socket)
+    try:
+        dispatcher.start()
+        notify_socket.wait("READY=1")
+        arbiter = psutil.Process(dispatcher.proc.pid)
+        (worker,) = arbiter.children()
+        status, body = dispatcher.call("POST", "/graphs/", graph("kept"))
+        assert status == 201
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGUSR2):
+            os.kill(arbiter.pid, signum)
+        os.kill(worker.pid, signal.SIGHUP)          # systemctl kill reaches every process
+        wait_for(lambda: all(f"{name} ignored" in dispatcher.tail() or f"{name}: nothing to reload"
+                             in dispatcher.tail() for name in ("SIGHUP", "SIGTTIN", "SIGUSR2")),
+                 what="the arbiter to log each signal")
+        assert dispatcher.get(f"/nodes/{body['id']}")[0] == 200
+        assert arbiter.children() == [worker] and worker.is_running()
+        assert not [msg for _, msg in notify_socket.poll() if "STOPPING=1" in msg]
+        assert dispatcher.terminate() == 0
+    finally:
+        dispatcher.close()

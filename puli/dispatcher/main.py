@@ -1,8 +1,10 @@
 """puli-dispatcher: run the dispatcher's WSGI app under gunicorn (one worker process, gthread)."""
 import argparse
+import signal
 import sys
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from .. import config, notify
 from . import http_worker, settings as dispatcher_settings, tokens_cli
@@ -36,6 +38,7 @@ class DispatcherApplication(BaseApplication):
             "control_socket_disable": True,
             "limit_request_line": 8190,
             "on_starting": _on_starting,
+            "post_worker_init": _post_worker_init,
             "worker_exit": self._worker_exit,
         }.items():
             self.cfg.set(key, value)
@@ -47,9 +50,40 @@ class DispatcherApplication(BaseApplication):
         app.add_error_handler(http_worker.RequestTooSlow, http_worker.answer_too_slow)
         return app
 
+    def run(self):
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as exc:         # gunicorn's own start errors (e.g. the port is taken)
+            print(f"puli-dispatcher: {exc}", file=sys.stderr)
+            sys.exit(1)
+
     def _worker_exit(self, server, worker):
         if self.service is not None:
             self.service.stop()
+
+
+class _Arbiter(Arbiter):
+    """gunicorn's arbiter without what would start a second worker process beside the one that
+    owns the farm (two farms over one database): a reload (SIGHUP, which logrotate hooks and
+    `kill -HUP` send), more workers (SIGTTIN), a binary upgrade (SIGUSR2). Each is logged and
+    ignored; HUP reopens gunicorn's log files, as USR1 does. Settings and upgrades take a restart."""
+
+    def handle_hup(self):
+        self.log.warning("SIGHUP: nothing to reload, settings are read at start (restart the "
+                         "service to change them); log files reopened")
+        self.handle_usr1()
+
+    def handle_ttin(self):
+        self.log.warning("SIGTTIN ignored: one worker process owns the farm")
+
+    def handle_usr2(self):
+        self.log.warning("SIGUSR2 ignored: restart the service to run a new version")
+
+
+def _post_worker_init(worker):
+    # gunicorn leaves HUP at its default in its workers, which ends the process (and the farm
+    # with it, unflushed): `systemctl kill -s HUP` reaches every process of the unit.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _on_starting(server):
