@@ -144,3 +144,50 @@ def test_openapi_document_is_served_and_consistent(api):
     assert len(operation_ids) == len(set(operation_ids))
     worker = doc["paths"]["/rendernodes/{name}/commands/{id}"]["put"]
     assert "409" in worker["responses"] and "stop" in worker["description"]
+
+
+def _success(doc, method, template, status):
+    return doc["paths"][template][method]["responses"].get(str(status))
+
+
+@pytest.mark.parametrize("path, template", [
+    ("/reports/", "/reports"), ("/reports/index.html", "/reports/{name}"),
+    ("/reports/manifest.json", "/reports/{name}"), ("/reports/view", "/reports/view"),
+    ("/reports/view.svg", "/reports/view.svg")])
+def test_what_a_route_sends_is_a_content_type_its_document_names(api, path, template):
+    # Found by the fuzz (test_fuzz_api): the document said JSON for the report pages.
+    api.submit(task("t"))
+    result = api.get(path)
+    documented = _success(api.get("/openapi.json").json, "get", template, result.status_code)
+    assert result.status_code == 200 and result.headers["content-type"] in documented["content"]
+
+
+def test_a_second_registration_and_a_share_already_in_its_pool_are_documented_200s(api):
+    doc = api.get("/openapi.json").json
+    api.register("rn1:8000")
+    again = api.post("/rendernodes/rn1:8000/", {"cores": 4, "ram": 16000})
+    assert again.status_code == 200 and _success(doc, "post", "/rendernodes/{name}", 200)
+    job = api.submit(task("t"))
+    api.post("/pools/gpu")
+    assert api.post("/poolshares", {"poolName": "gpu", "nodeId": job}).status_code == 201
+    same = api.post("/poolshares", {"poolName": "gpu", "nodeId": job})
+    assert same.status_code == 200 and _success(doc, "post", "/poolshares", 200)
+
+
+def test_openapi_links_name_operations_and_parameters_that_exist(api):
+    doc = api.get("/openapi.json").json
+    operations = {op["operationId"]: op for methods in doc["paths"].values() for op in methods.values()}
+    links = [link for op in operations.values() for answer in op["responses"].values()
+             for link in answer.get("links", {}).values()]
+    assert len(links) > 20                 # what the stateful fuzz walks
+    for link in links:
+        target = operations[link["operationId"]]
+        assert set(link["parameters"]) <= {p["name"] for p in target["parameters"]}, link
+
+
+def test_the_documented_example_bodies_are_accepted(api):
+    doc = api.get("/openapi.json").json
+    example = doc["paths"]["/graphs"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert api.post("/graphs/", example).status_code == 201
+    example = doc["paths"]["/rendernodes/{name}"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert api.post("/rendernodes/rn1:8000/", example).status_code == 201

@@ -86,3 +86,34 @@ def test_a_lone_surrogate_is_refused_and_a_pair_is_a_character():
     assert api.job_ids() == []
     paired = api.raw("POST", "/graphs/", body.replace("\\ud800", "\\ud83d\\ude00"))
     assert paired.status_code == 201 and api.node(paired.json["id"])["name"] == "a\U0001F600b"
+
+
+def test_a_digit_str_isdigit_takes_but_int_refuses_is_a_400_not_a_500():
+    # Found by the fuzz (test_fuzz_api): '²' is a digit to str.isdigit(), not to int().
+    api = Api()
+    assert_error(api.put("/edit/prio?value=1&constraint_id=%C2%B2"), 400, "constraint_id")
+    assert_error(api.post("/rendernodes/host:²/", {"cores": 2, "ram": 1000}), 400, "port")
+    assert api.farm.render_nodes == {}
+
+
+def test_an_empty_since_puts_no_bound_on_the_audit_trail():
+    # Found by the fuzz: GET /audit?since= compared the records' times with '' (a 500).
+    api = Api()
+    api.submit(task("a"))
+    records = api.get("/audit", since="").json["records"]
+    assert [r["route"] for r in records] == ["/graphs"]
+
+
+def test_an_id_past_any_column_names_nothing_rather_than_making_the_database_refuse(tmp_sqlite_url):
+    # Found by the fuzz: DELETE /tokens/<2**65> was a 400 "Refused by the database" (the
+    # database cannot hold the id), and so was a node read back from the archive.
+    from puli.store import open_store
+
+    store = open_store(tmp_sqlite_url)
+    try:
+        api = Api(store=store)
+        assert_error(api.delete(f"/tokens/{2**65}"), 404, "no token")
+        assert_error(api.get(f"/nodes/{2**65}"), 404, "no node")
+        assert api.delete("/tokens/1").json == {"revoked": [1]}
+    finally:
+        store.close()

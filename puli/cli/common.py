@@ -81,7 +81,7 @@ def parse_statuses(values, enum):
             part = part.strip()
             if not part:
                 continue
-            if part.isdigit():
+            if part.isascii() and part.isdigit():
                 if int(part) not in names.values():
                     raise UsageError(f"{part} is not a status: {_status_list(enum)}")
                 out.append(int(part))

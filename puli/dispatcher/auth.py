@@ -266,8 +266,13 @@ class Authorization:
 
 def named_jobs(req):
     """The job ids a batch edit names (?constraint_id=1,2&constraint_id=3), the readable ones."""
-    values = ",".join(req.get_param_as_list("constraint_id") or ()).split(",")
-    return [int(v) for v in values if v.strip().isdigit()]
+    out = []
+    for value in ",".join(req.get_param_as_list("constraint_id") or ()).split(","):
+        try:
+            out.append(int(value))      # as the filter reads it (resources/common.param_ints)
+        except ValueError:
+            pass                        # the filter refuses it: a 400 naming it
+    return out
 
 
 def _route(template):

@@ -13,8 +13,12 @@ gthread also lingers on every connection it closes, on the poller's own thread, 
 closes its side (2 s at most): a few clients that ask for a close and keep the socket open would
 stop the whole worker. The poller lingers on them instead, without blocking.
 
+A request gunicorn's parser refuses (a request line past limit_request_line, a bad header) gets
+gunicorn's status with a JSON body, as every other answer of the dispatcher, not its HTML page.
+
 TLS is nginx's, never gunicorn's, here: the poller reads the plain TCP stream.
 """
+import json
 import logging
 import selectors
 import socket
@@ -22,6 +26,8 @@ import time
 from functools import partial
 
 import falcon
+from gunicorn import util
+from gunicorn.http import errors
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -36,6 +42,32 @@ HEAD_LIMIT = 1024 * 1024
 RECV_SIZE = 64 * 1024
 # How long a closing connection waits for the client to close its side, as gunicorn's own.
 LINGER = 2.0
+
+
+# What a request gunicorn's parser refuses is answered, as gunicorn answers it, but in JSON like
+# every other answer of the dispatcher (gunicorn's own is an HTML page). Most specific first.
+_UNPARSED = (
+    (errors.LimitRequestLine, 414, "URI Too Long"),
+    (errors.LimitRequestHeaders, 431, "Request Header Fields Too Large"),
+    (errors.ExpectationFailed, 417, "Expectation Failed"),
+    (errors.UnsupportedTransferCoding, 501, "Not Implemented"),
+    (errors.ForbiddenProxyRequest, 403, "Forbidden"),
+    (errors.ParseException, 400, "Bad Request"),
+)
+# Parse errors that are not the client's: gunicorn's own handling (a 500) stands.
+_NOT_THE_CLIENTS = (errors.ConfigurationProblem, errors.InvalidResponseHeader, errors.InvalidResponseHeaderName)
+
+
+def unparsed_answer(exc):
+    """(status, reason, JSON body) for a request the parser refused; None when it is not the
+    client's fault."""
+    if isinstance(exc, _NOT_THE_CLIENTS):
+        return None
+    for cls, status, reason in _UNPARSED:
+        if isinstance(exc, cls):
+            body = {"title": reason, "description": f"the request could not be read: {exc}"}
+            return status, reason, json.dumps(body).encode()
+    return None
 
 
 class RequestTooSlow(TimeoutError):
@@ -114,6 +146,19 @@ class ArrivalWorker(ThreadWorker):
             self._wait(conn, self._read_lingering)
         else:
             super().finish_request(conn, fs)
+
+    def handle_error(self, req, client, addr, exc):
+        answer = unparsed_answer(exc)
+        if answer is None:
+            return super().handle_error(req, client, addr, exc)
+        status, reason, body = answer
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+        try:
+            util.write_nonblock(client, head + body)
+        except OSError:
+            self.log.debug("Failed to send error message.")
 
     def _read_lingering(self, conn, sock):
         if _recv(sock) == b"":          # anything else the client sends is discarded

@@ -209,8 +209,11 @@ JOB_CONSTRAINTS = constraints(filters.JOB_QUERY)
 ATTR = _q("attr", STR, "fields to return (default: Puli's columns); tags:<key> for a tag", True)
 
 
-def _body(schema):
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _body(schema, example=None):
+    media = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"required": True, "content": {"application/json": media}}
 
 
 def _fields(**props):
@@ -218,26 +221,50 @@ def _fields(**props):
 
 
 OPERATIONS = []
+JSON = "application/json"
 
 
 def op(method, path, summary, *, role, own=None, query=(), body=None, returns=None, ok=200, errors=(),
-       description=None):
+       description=None, media=(JSON,), links=None, example=None):
     """One route. `role`: who may call it (one role or a tuple; auth.py's ranks apply), `own`:
     where an artist's own job is found (see auth.Access); both are enforced by auth.py from
-    here, and published as the operation's security and x-puli-role."""
+    here, and published as the operation's security and x-puli-role. `ok`: its success status,
+    or several; `media`: their content types, or {content type: schema} (errors are always
+    JSON); `links`: the operations its answer leads to (see follow); `example`: a body it takes."""
     roles = (role,) if isinstance(role, str) else tuple(role)
     assert all(r in (*auth.ROLES, auth.PUBLIC) for r in roles), (path, roles)
     OPERATIONS.append(dict(method=method, path=path, summary=summary, query=list(query), body=body,
                            returns=returns, ok=ok, errors=tuple(errors), description=description,
-                           access=auth.Access(roles, own)))
+                           access=auth.Access(roles, own), media=media, links=links or {}, example=example))
 
 
 NODE = ref("Node")
 NODE_ERRORS = (400, 404)
 
+
+def follow(*targets, **parameters):
+    """OpenAPI links to the operations `targets` (operationIds), each given `parameters`
+    (OpenAPI runtime expressions): what a client, and the stateful fuzz, does next."""
+    return {target: (target, parameters) for target in targets}
+
+
+BY_ID = {"id": "$response.body#/id"}
+BY_NAME = {"name": "$response.body#/name"}
+
 # -- submission and the tree --------------------------------------------------------------------------
+GRAPH_EXAMPLE = {
+    "name": "shot010", "user": "ann", "poolName": "default", "root": 0,
+    "tasks": [{"type": "TaskGroup", "name": "shot010", "tasks": [1, 2]},
+              {"type": "Task", "name": "render", "maxNbCores": 4,
+               "arguments": {"cmd": "nuke -x -F %%MI_START%%-%%MI_END%% comp.nk", "start": 1, "end": 100,
+                             "packetSize": 10}},
+              {"type": "Task", "name": "review", "dependencies": [[1, [3]]],
+               "arguments": {"cmd": "make-review shot010"}}],
+}
 op("post", "/graphs", "Submit a job", body=ref("Graph"), returns=ref("GraphCreated"), ok=201,
-   errors=(400, 413), description="Validated whole before anything is created; Location names the job's node.", role="artist")
+   errors=(400, 413), description="Validated whole before anything is created; Location names the job's node.", role="artist",
+   example=GRAPH_EXAMPLE, links=follow("get_nodes_id", "get_nodes_id_children", "put_nodes_id_status", "put_nodes_id_paused",
+                "put_nodes_id_cancel", "put_nodes_id_pool", "get_tasks_id_tree", "get_tasks_id_commands", **BY_ID))
 op("get", "/nodes", "The farm's root node (id 1); its children are the jobs", returns=NODE, role="viewer")
 op("get", "/nodes/{id}", "A node (job, TaskGroup or Task); archived nodes come from the database",
    returns=NODE, errors=(404, 503), role="viewer")
@@ -289,7 +316,8 @@ op("post", "/tasks/{id}/arguments", "Merge into a node's arguments", body=_field
 op("get", "/tasks/{id}/commands", "Commands of a subtree",
    query=[_q("status", COMMAND_STATUS, "command statuses", True), *PAGE],
    returns=obj({"commands": arr(ref("Command")), "rootTask": INT, "total": INT, "offset": INT, "limit": INT}),
-   errors=NODE_ERRORS, role="viewer")
+   errors=NODE_ERRORS, role="viewer",
+   links=follow("get_commands_id", "put_commands_id", "get_commands_id_log", id="$response.body#/commands/0/id"))
 op("get", "/tasks/{id}/tree", "Every node and command of a subtree",
    returns=obj({"tasks": arr(NODE), "commands": arr(ref("Command"))}), errors=(404,), role="viewer")
 op("put", "/tasks/{id}/comment", "Set the comment tag", body=_fields(comment=STR), returns=NODE, errors=NODE_ERRORS, role="artist", own="node")
@@ -307,7 +335,7 @@ op("get", "/commands/{id}", "A command, with its arguments", returns=ref("Comman
 op("get", "/commands/{id}/log", "A command's log, from the worker that runs (or ran) it (text/plain)",
    query=[_q("offset", INT, "from this byte"), _q("tail", INT, "the last N lines only"),
           _q("follow", BOOL, "wait (up to 10 s) for more than the offset while the command runs")],
-   returns=STR, errors=(404, 502), role="viewer",
+   returns=STR, media=("text/plain; charset=utf-8",), errors=(404, 502), role="viewer",
    description="X-Log-Size names the log's size: the next offset; X-Command-Status the command's status.")
 op("put", "/commands/{id}", "Restart (1), force DONE (5) or cancel (8) a command",
    body=_fields(status={"type": "integer", "enum": [1, 5, 8]}), returns=ref("Command"), errors=NODE_ERRORS, role="artist", own="command")
@@ -319,7 +347,11 @@ op("get", "/rendernodes/{name}", "A render node", returns=RN, errors=(404,), rol
 op("delete", "/rendernodes/{name}", "Forget a render node; its commands go back to the queue",
    returns=obj({"name": STR, "removed": BOOL}), errors=(404,), role="wrangler")
 op("post", "/rendernodes/{name}", "Worker: register (at start and after a 404 heartbeat)",
-   body=ref("Registration"), returns=ref("Registered"), ok=201, errors=(400,),
+   body=ref("Registration"), returns=ref("Registered"), ok=(201, 200), errors=(400, 409),
+   example={"host": "127.0.0.1", "port": 8000, "cores": 16, "ram": 65536, "speed": 3.2, "puliversion": "2.0",
+            "caracteristics": {"os": "linux"}, "pools": ["default"], "commands": []},
+   links=follow("get_rendernodes_name", "put_rendernodes_name_sysinfos", "put_rendernodes_name_paused",
+                "put_rendernodes_name_reset", "delete_rendernodes_name", **BY_NAME),
    description="201 for a new node, 200 for a known one. `commands` lists what the worker still "
                "runs: those whose assignment is current stay where they are; the others are "
                "answered in `stop` and must be killed. Our commands it no longer runs are "
@@ -354,7 +386,8 @@ op("put", "/rendernodes/performance", "Set render nodes' performance (best first
 FILE_POOLS = "409 when pools_backend is file: pools come from the configuration."
 op("get", "/pools", "Every pool", returns=obj({"pools": obj(additional=ref("Pool"))}), role="viewer")
 op("get", "/pools/{name}", "A pool", returns=ref("Pool"), errors=(404,), role="viewer")
-op("post", "/pools/{name}", "Create a pool", returns=ref("Pool"), ok=201, errors=(400, 409), description=FILE_POOLS, role="admin")
+op("post", "/pools/{name}", "Create a pool", returns=ref("Pool"), ok=201, errors=(400, 409), description=FILE_POOLS, role="admin",
+   links=follow("get_pools_name", "put_pools_name_rendernodes", "delete_pools_name", **BY_NAME))
 op("delete", "/pools/{name}", "Delete a pool that holds no job", returns=obj({"name": STR, "deleted": BOOL}),
    errors=(404, 409), description=FILE_POOLS, role="admin")
 op("put", "/pools/{name}/rendernodes", "Replace a pool's render nodes", body=_fields(renderNodes=arr(STR)),
@@ -362,7 +395,9 @@ op("put", "/pools/{name}/rendernodes", "Replace a pool's render nodes", body=_fi
 op("get", "/poolshares", "Every current pool share", returns=obj({"poolShares": arr(ref("PoolShare"))}), role="viewer")
 op("post", "/poolshares", "Move a job to a pool (a new share)",
    body=obj({"poolName": STR, "nodeId": INT, "maxRN": INT}, required=("poolName", "nodeId")),
-   returns=ref("PoolShare"), ok=201, errors=(400, 404), role="wrangler")
+   returns=ref("PoolShare"), ok=(201, 200), errors=(400, 404), role="wrangler",
+   description="201 for a new share, 200 when the job already was in that pool.",
+   links=follow("get_poolshares_id", "put_poolshares_id", **BY_ID))
 op("get", "/poolshares/{id}", "A pool share", returns=ref("PoolShare"), errors=(404,), role="viewer")
 for _method in ("post", "put"):
     op(_method, "/poolshares/{id}", "Set the job's maxRN through its share (-1 or 0: its fair share)",
@@ -372,7 +407,8 @@ for _method in ("post", "put"):
 op("get", "/licenses", "Every license counter", returns=obj({"licenses": arr(ref("License"))}), role="viewer")
 op("get", "/licenses/{name}", "A license counter", returns=ref("License"), errors=(404,), role="viewer")
 op("put", "/licenses/{name}", "Set (or create) a license counter", body=_fields(maxlic=INT),
-   returns=ref("License"), errors=(400,), role="admin")
+   returns=ref("License"), errors=(400,), role="admin",
+   links=follow("get_licenses_name", "delete_licenses_name", **BY_NAME))
 op("delete", "/licenses/{name}", "Release the tokens render nodes hold",
    body=_fields(rns={"oneOf": [STR, arr(STR)], "description": "'host:port,host:port' or a list"}),
    returns=ref("License"), errors=(400, 404), role="wrangler")
@@ -386,7 +422,8 @@ op("post", "/tokens", "Make a token; the answer holds its value, shown this once
    body=obj({"user": STR, "role": {"type": "string", "enum": list(auth.ROLES)}, "node": STR,
              "expires": {"type": "string", "description": "a duration from now: 30d, 12h"}},
             required=("user", "role")),
-   returns=obj({"token": STR, "id": INT, "user": STR, "role": STR}), ok=201, errors=(400,), role="admin")
+   returns=obj({"token": STR, "id": INT, "user": STR, "role": STR}), ok=201, errors=(400,), role="admin",
+   links=follow("delete_tokens_id", **BY_ID))
 op("delete", "/tokens/{id}", "Revoke a token", returns=obj({"revoked": arr(INT)}), errors=(404,), role="admin")
 op("get", "/audit", "Who did what: every state-changing request, newest first", query=[
     _q("user", STR, "one user's"), _q("since", STR, "a duration back (2h, 7d) or a date"),
@@ -443,19 +480,20 @@ op("get", "/stats/history", "Recorded farm samples as series over a window", que
     _q("jobs", BOOL, "add the summaries of the jobs that ended in the window"),
 ], returns=obj({"from": NUM, "to": NUM, "resolution": NUM, "samples": INT, "times": arr(NUM),
                 "series": obj(additional=arr(NUM)), "jobs": arr(ANY_OBJ)}), errors=(400,), role="viewer")
+HTML, SVG = "text/html; charset=utf-8", "image/svg+xml"
 op("get", "/reports", "The latest pulistats report (HTML, last 24 h; regenerated when older than 10 min)",
-   returns={"type": "string", "description": "text/html"}, role="viewer")
+   returns=STR, media=(HTML,), role="viewer")
 op("get", "/reports/{name}", "A file of the latest report (.html, .svg, .csv, manifest.json)",
-   returns={"type": "string"}, errors=(404,), role="viewer")
+   media={HTML: STR, SVG: STR, "text/csv; charset=utf-8": STR, JSON: ANY_OBJ}, errors=(404,), role="viewer")
 op("get", "/reports/view", "The stats viewer: an HTML form and the chart it asks for", query=[
     _q("window", STR, "as /stats/history"), _q("value", STR, "nodes, jobs, err, paused, ready, "
                                               "allocated, running, readyCommands, runningCommands"),
     _q("group", STR, "prod, user, step, type or pool"), _q("states", STR, "node states shown", True),
     _q("resolution", STR, "as /stats/history"), _q("kind", STR, "line or stacked"),
-    _q("scale", STR, "linear or log")], returns={"type": "string", "description": "text/html"}, role="viewer")
+    _q("scale", STR, "linear or log")], returns=STR, media=(HTML,), role="viewer")
 op("get", "/reports/view.svg", "The viewer's chart as SVG (download=1: as an attachment)",
    query=[_q("download", BOOL, "Content-Disposition: attachment")],
-   returns={"type": "string", "description": "image/svg+xml"}, errors=(400,), role="viewer")
+   returns=STR, media=(SVG,), errors=(400,), role="viewer")
 op("get", "/system", "The dispatcher's state: version, uptime, readiness, database", returns=ref("System"), role="viewer")
 op("get", "/health", "A small answer for probes, without taking the farm lock; 200 even when degraded",
    returns=obj({"ok": BOOL, "ready": BOOL, "status": {"type": "string", "enum": ["ok", "degraded"]},
@@ -471,10 +509,17 @@ def _operation(entry):
     path = entry["path"]
     params = [{"name": p, "in": "path", "required": True, "schema": _PATH_PARAMS[p]}
               for p in re.findall(r"{(\w+)}", path)]
-    responses = {str(entry["ok"]): {
-        "description": "OK" if entry["ok"] == 200 else "Created",
-        "content": {"application/json": {"schema": entry["returns"] or ANY_OBJ}},
-    }}
+    media = entry["media"]
+    if not isinstance(media, dict):
+        media = dict.fromkeys(media, entry["returns"] or ANY_OBJ)
+    responses = {}
+    for code in (entry["ok"],) if isinstance(entry["ok"], int) else entry["ok"]:
+        responses[str(code)] = {"description": "OK" if code == 200 else "Created",
+                                "content": {m: {"schema": schema} for m, schema in media.items()}}
+        if entry["links"]:
+            responses[str(code)]["links"] = {
+                name: {"operationId": target, "parameters": parameters}
+                for name, (target, parameters) in entry["links"].items()}
     for code in entry["errors"]:
         responses[str(code)] = {"description": _REASONS.get(code, "Error"),
                                 "content": {"application/json": {"schema": ref("Error")}}}
@@ -490,7 +535,7 @@ def _operation(entry):
     if entry["description"]:
         out["description"] = entry["description"]
     if entry["body"] is not None:
-        out["requestBody"] = _body(entry["body"])
+        out["requestBody"] = _body(entry["body"], entry["example"])
     access = entry["access"]
     out["x-puli-role"] = list(access.roles)
     if access.own:

@@ -135,7 +135,7 @@ _NODE_INFO = {
 def _check_node_info(name, info):
     limits.text("a render node's name", name, limits.NAME_CHARS)
     host, colon, port = name.rpartition(":")
-    if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+    if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise InvalidValue(f"render node {name!r}: the part after ':' must be a port (1-65535)")
     for key, value in info.items():
         check = _NODE_INFO.get(key)

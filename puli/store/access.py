@@ -6,6 +6,8 @@ read back newest first.
 """
 import json
 
+from ..model.limits import BIGINT_MAX
+
 TOKEN_COLUMNS = ("id", "digest", "user", "role", "node", "created", "last_used", "expires", "revoked")
 AUDIT_COLUMNS = ("time", "user", "role", "method", "route", "path", "targets", "jobs", "status", "outcome")
 
@@ -40,6 +42,8 @@ def revoke_tokens(cur, ids=(), user=None):
         ids = [r[0] for r in rows]
     done = []
     for token_id in ids:
+        if not 0 < token_id <= BIGINT_MAX:
+            continue                    # no row has it; the database would refuse the query
         cur.execute("UPDATE tokens SET revoked = 1 WHERE id = %s AND revoked = 0", (token_id,))
         if cur.rowcount:
             done.append(token_id)

@@ -2,6 +2,7 @@
 import json
 
 from ..model.farm import ROOT_ID
+from ..model.limits import BIGINT_MAX
 from ..model.status import N_COMMAND_STATUSES
 from .rows import NODE_COLUMNS
 
@@ -16,6 +17,8 @@ _SELECT = (f"SELECT {_COLS}, p.name, s.max_rn FROM nodes n"
 
 
 def archived_node(cur, node_id):
+    if not 0 < node_id <= BIGINT_MAX:
+        return None                     # no row has it; the database would refuse the query
     row = cur.execute(f"{_SELECT} WHERE n.id = %s AND n.archived = 1", (node_id,)).fetchone()
     if row is None:
         return None

@@ -57,8 +57,8 @@ class Audit:
 
     def on_get(self, req, resp):
         """Who did what, newest first: ?user=, ?since= (a duration back, or a date), ?job=."""
-        since = req.get_param("since")
-        if since:
+        since = req.get_param("since") or None       # ?since= (empty): no bound, as when absent
+        if since is not None:
             try:
                 since = time.time() - Duration().from_text(since)
             except ValueError:

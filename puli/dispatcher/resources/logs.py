@@ -74,7 +74,7 @@ class CommandLog:
                                         description=f"the worker {where} answered HTTP {answer.status} for "
                                                     "the log")
         size = answer.headers.get("X-Log-Size", "")
-        return answer.body.decode("utf-8", "replace"), int(size) if size.isdigit() else None
+        return answer.body.decode("utf-8", "replace"), int(size) if size.isascii() and size.isdigit() else None
 
 
 def routes(service):
