@@ -1,4 +1,8 @@
 """The worker's HTTP API on a real worker process: JSON answers, JSON errors, logs as text."""
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 
 from puli.model.status import CommandStatus as CS
@@ -69,3 +73,69 @@ def test_tail_starts_where_the_last_lines_do(tmp_path, content, lines, expected)
     path.write_bytes(content)
     with open(path, "rb") as stream:
         assert content[_tail_start(stream, len(content), lines):] == expected
+
+
+# -- hostile input (issue 13): each found by the fuzz (test_fuzz_worker.py) or beside it ----------
+
+def raw(worker, method, path, data=None, headers=()):
+    """(status, headers, JSON body) of a request sent as given, with the dispatcher's secret."""
+    request = urllib.request.Request(worker.url + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {worker.secret()}", "Content-Type": "application/json", **dict(headers)})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, json.loads(exc.read())
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/no/such/route", 404),
+    ("DELETE", "/commands/not-a-number", 404),
+    ("PUT", "/commands", 405),
+])
+def test_falcons_own_errors_are_json_with_a_description_whatever_the_client_accepts(worker, method, path, status):
+    # Before: {"title": "404 Not Found"} (no description, against the document's Error), and
+    # XML to a client that prefers it.
+    code, headers, body = raw(worker, method, path, headers={"Accept": "application/xml"})
+    assert code == status and headers["Content-Type"] == "application/json"
+    assert body["title"] and path in body["description"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("id", 10**300), ("assignment", 2**63), ("taskId", 10**300), ("cores", 2**31), ("ramUse", 2**31),
+    ("runner", 5), ("maxRunTime", "10"), ("maxRunTime", 10**400),
+], ids=lambda value: str(value)[:12])
+def test_an_assignment_value_the_worker_cannot_run_with_is_a_400_naming_it(worker, field, value):
+    # Before: an id of 300 digits was a 500 (no file name is that long), a taskId one a run
+    # whose watcher could not open its log; a runner or maxRunTime of the wrong type a run
+    # whose watcher could not read its assignment.
+    body = dict({"id": 41, "assignment": 1, "taskId": 1, "arguments": {"cmd": "true"}}, **{field: value})
+    status, answer = worker.call("POST", "/commands/", body)
+    assert status == 400 and field in answer["title"], answer
+    assert worker.get("/commands/") == (200, {"commands": []})
+
+
+def test_a_command_id_no_file_can_be_named_after_is_a_404_not_a_500(worker):
+    # Before: the search for an ended command's log raised ENAMETOOLONG once a log directory
+    # existed; a 404 now, as for any id outside the dispatcher's.
+    (worker.data_dir / "log" / "commands" / "7").mkdir(parents=True, exist_ok=True)
+    huge = "9" * 300
+    for method, path in (("GET", f"/commands/{huge}/log"), ("DELETE", f"/commands/{huge}"),
+                         ("GET", "/commands/0/log")):
+        status, body = worker.call(method, path)
+        assert status == 404 and body["description"], (method, body)
+
+
+def test_a_pause_content_that_is_no_text_is_a_400_and_changes_nothing(worker):
+    # Before: a lone surrogate (valid JSON, no UTF-8) failed writing the killfile: a 500.
+    status, _, body = raw(worker, "POST", "/pause/", b'{"content": "\\ud800"}')
+    assert status == 400 and "content" in body["title"]
+    assert not (worker.data_dir / "killfile").exists()
+    assert worker.get("/sysinfos/")[1]["paused"] is False
+
+
+def test_a_negative_max_run_time_a_graph_may_hold_ends_the_run_in_error_not_refused(farm, worker):
+    # The dispatcher takes it (puli/model/graph.py): a worker refusing it would have the
+    # assignment requeued and sent back for ever; its watcher ends the run, saying why.
+    cmd_id = the_command(farm, submit(farm, job("negative", "true", maxRunTime=-5)))
+    assert "maxRunTime" in reaches(farm, cmd_id, CS.ERROR)["message"]

@@ -4,9 +4,11 @@ A small Falcon app on a threaded wsgiref server (TLS when the worker has a certi
 thread of the worker. It obeys its dispatcher only: every request must show the secret the
 worker gave the dispatcher at its last registration (401 otherwise, and nothing is done).
 Responders only parse and call the worker; every answer is JSON except the logs, and every
-error is a JSON body. The server holds out against slow and large clients on its own (_Handler):
-a request arrives whole within request_timeout or its connection is closed, a body past
-max_request_bytes is refused unread, and at most MAX_CONNECTIONS are served at once.
+error is a JSON body {title, description}. openapi.py documents every route, served at
+GET /openapi.json (to the dispatcher only, like the rest). The server holds out against slow
+and large clients on its own (_Handler): a request arrives whole within request_timeout or its
+connection is closed, a body past max_request_bytes is refused unread, and at most
+MAX_CONNECTIONS are served at once.
 """
 import io
 import json
@@ -21,6 +23,10 @@ import time
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
+
+from puli.model.limits import BIGINT_MAX, INT_MAX
+
+from . import openapi
 
 log = logging.getLogger("puli.worker.api")
 
@@ -39,13 +45,33 @@ def _bad(field, description):
     return falcon.HTTPBadRequest(title=f"Bad value for {field}", description=description)
 
 
-def _int_field(body, name, minimum, required=True):
+def _int_field(body, name, minimum, maximum, required=True):
+    # Bounded as the dispatcher's columns are: an id names a directory and a log file, and
+    # one of a thousand digits is no name a file system takes.
     value = body.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _bad(name, f"'{name}' must be an integer of at least {minimum}, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise _bad(name, f"'{name}' must be an integer from {minimum} to {maximum}, not {_show(value)}")
     return value
+
+
+def _number_field(body, name):
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            if abs(float(value)) <= sys.float_info.max:     # NaN is not
+                return value
+        except OverflowError:
+            pass                            # an integer no float holds
+    raise _bad(name, f"'{name}' must be a number, not {_show(value)}")
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _json_body(req):
@@ -66,13 +92,20 @@ class Commands:
     def on_post(self, req, resp):
         """An assignment from the dispatcher: 202 once its watcher is started."""
         body = _json_body(req)
-        _int_field(body, "id", 1)
-        _int_field(body, "assignment", 1)
-        for name in ("cores", "ramUse", "taskId"):
-            _int_field(body, name, 0, required=False)
-        for name, kind in (("arguments", dict), ("environment", dict)):
-            if not isinstance(body.get(name, {}), kind):
+        _int_field(body, "id", 1, BIGINT_MAX)
+        _int_field(body, "assignment", 1, BIGINT_MAX)
+        _int_field(body, "taskId", 0, BIGINT_MAX, required=False)
+        for name in ("cores", "ramUse"):
+            _int_field(body, name, 0, INT_MAX, required=False)
+        for name in ("arguments", "environment"):
+            if not isinstance(body.get(name, {}), dict):
                 raise _bad(name, f"'{name}' must be an object")
+        # Types the watcher cannot read: refused before anything runs (the dispatcher sends
+        # none). Never a value it may send, such as a negative maxRunTime: a refused assignment
+        # goes back to the queue and comes back; the watcher ends that run in ERROR, saying why.
+        if not isinstance(body.get("runner", ""), (str, type(None))):
+            raise _bad("runner", f"'runner' must be a runner class's dotted path, not {_show(body['runner'])}")
+        _number_field(body, "maxRunTime")
         resp.media = self.worker.accept(body)
         resp.status = falcon.HTTP_202
 
@@ -116,7 +149,12 @@ class Pause:
         content = _json_body(req).get("content", "")
         if not isinstance(content, (str, int)) or isinstance(content, bool):
             raise _bad("content", "'content' must be a string such as \"0\", \"-1\", \"-2\" or \"-3\"")
-        resp.media = self.worker.pause(str(content).strip())
+        content = str(content).strip()
+        try:
+            content.encode()                # JSON may carry a lone surrogate: no file holds it
+        except UnicodeEncodeError:
+            raise _bad("content", "'content' must be text that UTF-8 can encode") from None
+        resp.media = self.worker.pause(content)
         resp.status = falcon.HTTP_202
 
 
@@ -195,6 +233,11 @@ def _read(stream, length):
             yield data
 
 
+class OpenAPI:
+    def on_get(self, req, resp):
+        resp.media = openapi.document()
+
+
 def _refused(req, resp, ex, params):
     raise falcon.HTTPError(falcon.code_to_http_status(ex.status), title=ex.title,
                            description=ex.description)
@@ -206,6 +249,17 @@ def _unexpected(req, resp, ex, params):
         title="Internal error",
         description=f"unexpected {type(ex).__name__} while handling {req.method} {req.path}; "
                     "the worker log has the details")
+
+
+def _serialize_error(req, resp, ex):
+    """Every error as a JSON {title, description}, whatever the client accepts: falcon's own
+    (no such route, a method the route lacks) get a description too."""
+    body = ex.to_dict()
+    if not body.get("description"):
+        body["description"] = (f"{req.method} is not allowed on {req.path}"
+                               if ex.status_code == 405 else f"this worker has no {req.path}")
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps(body).encode()
 
 
 class DispatcherOnly:
@@ -246,15 +300,19 @@ class RequestLimits:
 def create_app(worker, max_request_bytes=1024 * 1024):
     app = falcon.App(middleware=[DispatcherOnly(worker), RequestLimits(max_request_bytes)])
     app.req_options.strip_url_path_trailing_slash = True
+    app.set_error_serializer(_serialize_error)
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(Refused, _refused)
+    # A command id outside the dispatcher's (1 to 2^63-1) matches no route: 404, no such command.
+    command = f"/commands/{{id:int(min=1, max={BIGINT_MAX})}}"
     app.add_route("/commands", Commands(worker))
-    app.add_route("/commands/{id:int}", Command(worker))
-    app.add_route("/commands/{id:int}/log", CommandLog(worker))
+    app.add_route(command, Command(worker))
+    app.add_route(f"{command}/log", CommandLog(worker))
     app.add_route("/log", WorkerLog(worker))
     app.add_route("/pause", Pause(worker))
     app.add_route("/sysinfos", SysInfos(worker))
     app.add_route("/updatesysinfos", UpdateSysInfos(worker))
+    app.add_route("/openapi.json", OpenAPI())
     return app
 
 
