@@ -58,9 +58,18 @@ def test_log_of_a_command_that_has_not_run_is_refused(farm):
     fails(farm.pq("log", 987654), 1, "no command 987654")
 
 
-def test_log_from_a_worker_that_is_gone_is_exit_3(farm):
-    job_id = submit(farm.dispatcher, job("orphan", "echo soon unreachable"))
-    cmd = the_command(farm.dispatcher, job_id)
-    reaches(farm.dispatcher, cmd, CS.DONE, 30)
-    farm.worker.close()
-    fails(farm.pq("log", cmd), 3, "cannot reach the worker", farm.worker.name)
+def test_log_from_a_worker_that_is_gone_is_exit_3(farm, tmp_path):
+    # A worker of its own, in a pool of its own: the module's worker serves the other tests.
+    gone = WorkerProcess(farm.url, tmp_path / "gone", token=farm.dispatcher.worker_token(),
+                         extra=("--set", "pools=[orphans]"))
+    try:
+        gone.start()
+        wait_for(lambda: registered(farm.dispatcher, gone.name), what="the worker's registration")
+        job_id = submit(farm.dispatcher, dict(job("orphan", "echo soon unreachable"), poolName="orphans"))
+        cmd = the_command(farm.dispatcher, job_id)
+        reaches(farm.dispatcher, cmd, CS.DONE, 30)
+        assert farm.command(cmd)["renderNode"] == gone.name
+    finally:
+        gone.close()
+        sweep(gone.data_dir)
+    fails(farm.pq("log", cmd), 3, "cannot reach the worker", gone.name)
