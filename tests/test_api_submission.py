@@ -42,6 +42,7 @@ def test_submission_works_without_trailing_slash(api):
                            {"type": "Task", "name": "a"}, {"type": "Bogus", "name": "b"}]}, ["type"]),
     ({"root": 0, "tasks": [{"type": "Task", "name": "t", "dependencies": [[{"nodeId": 999}, [3]]]}]},
      ["999"]),
+    ({"root": 0, "tasks": [{"type": "Task", "name": "t", "maxRunTime": -5}]}, ["maxRunTime", ">= 0"]),
 ])
 def test_malformed_graph_is_refused_whole_and_nothing_is_created(api, body, words):
     api.submit(task("existing"))

@@ -165,6 +165,11 @@ def _parse_node(index, raw, default_user, count, budget):
     for key in ("min_cores", "max_cores", "ram_use"):
         if fields[key] < 0:
             raise InvalidGraph(f"{where}: {key} must not be negative")
+    # A worker refuses a negative or endless one (0: no limit), and a refused assignment would
+    # go back to the queue for ever.
+    if not 0 <= fields["max_run_time"] < float("inf"):
+        raise InvalidGraph(f"{where}: maxRunTime must be a number of seconds >= 0 (0: no limit), "
+                           f"not {fields['max_run_time']!r}")
     if fields["max_cores"] and fields["max_cores"] < fields["min_cores"]:
         raise InvalidGraph(f"{where}: maxNbCores ({fields['max_cores']}) is below minNbCores ({fields['min_cores']})")
     if fields["max_attempt"] < 1:
