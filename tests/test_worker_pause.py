@@ -126,3 +126,15 @@ def test_a_worker_restart_never_lifts_an_operators_pause_but_lifts_its_own(farm)
     (worker.data_dir / "killfile").unlink()
     again = farm.worker(data_dir=worker.data_dir, port=worker.port).start()
     wait_for(lambda: not node(farm, again)["paused"], what="the node to be resumed")
+
+
+def test_a_resume_posted_while_a_kill_is_carried_out_stands(tmp_path):
+    from puli.worker.killfile import KILL, RESUME, Killfile
+    killfile = Killfile(tmp_path / "killfile")
+    killfile.write(KILL)
+    killfile.settle(KILL, "")               # killed: stays paused, and kills no more
+    assert killfile.read().paused and not killfile.read().kill
+    killfile.write(KILL)
+    killfile.write(RESUME)                  # the operator resumed before the loop settled it
+    killfile.settle(KILL, "")
+    assert not killfile.read().paused

@@ -9,6 +9,7 @@ content says what else to do.
 
 POST /pause/ {content} writes it ("0" removes it); an operator may also write it by hand.
 """
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class Order:
 class Killfile:
     def __init__(self, path):
         self.path = Path(path)
+        self._lock = threading.Lock()       # the API's writes and the loop's settle()
 
     def read(self):
         try:
@@ -43,6 +45,17 @@ class Killfile:
 
     def write(self, content):
         """What POST /pause/ does: "0" resumes (removes the file), anything else is written."""
+        with self._lock:
+            self._write(content)
+
+    def settle(self, done, content):
+        """Replace an order carried out (`done`, e.g. KILL) with `content`, unless another came
+        meanwhile: a resume posted while the commands were being killed stands."""
+        with self._lock:
+            if self.read().content == done and self.path.exists():
+                self._write(content)
+
+    def _write(self, content):
         if content == RESUME:
             self.remove()
             return

@@ -182,7 +182,7 @@ class Worker:
             for run in self._runs():
                 self.watchers.stop(run, f"killfile {order.content}")
             if order.content == KILL:
-                self.killfile.write("")     # done: stay paused, and do not kill again
+                self.killfile.settle(KILL, "")  # done: stay paused, and do not kill again
         if order.restart and self.restart_stays_paused is None:
             log.info("killfile %s: restarting once the running commands have ended", order.content)
             self.restart_stays_paused = was_paused
