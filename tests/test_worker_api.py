@@ -132,10 +132,3 @@ def test_a_pause_content_that_is_no_text_is_a_400_and_changes_nothing(worker):
     assert status == 400 and "content" in body["title"]
     assert not (worker.data_dir / "killfile").exists()
     assert worker.get("/sysinfos/")[1]["paused"] is False
-
-
-def test_a_negative_max_run_time_a_graph_may_hold_ends_the_run_in_error_not_refused(farm, worker):
-    # The dispatcher takes it (puli/model/graph.py): a worker refusing it would have the
-    # assignment requeued and sent back for ever; its watcher ends the run, saying why.
-    cmd_id = the_command(farm, submit(farm, job("negative", "true", maxRunTime=-5)))
-    assert "maxRunTime" in reaches(farm, cmd_id, CS.ERROR)["message"]
