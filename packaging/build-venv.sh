@@ -7,8 +7,10 @@
 #
 # PYTHON (default /usr/bin/python3) is the interpreter the venv links to on the target: build on
 # the distribution the package is for (the wheels of mysqlclient and psutil are binary).
-# Dependencies come from pip's configured index and its cache (pip wheel can prefill them).
+# Dependencies come from pip's configured index and its cache (pip wheel can prefill them), at
+# the versions requirements.lock pins (scripts/update-lock writes it).
 set -euo pipefail
+lock="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/requirements.lock"
 stage="$1"
 wheel="$2"
 python="${3:-/usr/bin/python3}"
@@ -19,7 +21,8 @@ rm -rf "$venv"
 mkdir -p "$(dirname "$venv")"
 "$python" -m venv --without-pip "$venv"
 # pip runs from the build machine's interpreter, into the new venv (no pip shipped in it).
-"$python" -m pip --python "$venv/bin/python" install -q --no-compile --no-warn-script-location "$wheel"
+"$python" -m pip --python "$venv/bin/python" install -q --no-compile --no-warn-script-location \
+    --constraint "$lock" "$wheel"
 # Scripts and activate name the staging path: point them at the real one.
 grep -rlIF "$venv" "$venv" | xargs -r sed -i "s#$venv#$prefix#g"
 # No pip, no caches in the package: it is upgraded by installing a newer package.

@@ -230,6 +230,17 @@ def test_wheel_and_sdist_build(wheel):
     assert "entry_points.txt" in names
 
 
+def assert_pinned(python):
+    """Every distribution requirements.lock pins is installed for `python` at its pinned version."""
+    script = ("import importlib.metadata as m, json, re; print(json.dumps({re.sub(r'[-_.]+', '-', "
+              "d.metadata['Name']).lower(): d.version for d in m.distributions()}))")
+    installed = json.loads(run(python, "-c", script).stdout)
+    lock = dict(line.split("==") for line in (ROOT / "requirements.lock").read_text().splitlines()
+                if line and not line.startswith("#"))
+    lock = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in lock.items()}
+    assert {name: installed.get(name) for name in lock} == lock
+
+
 def test_deb_contents(deb):
     listing = run("dpkg-deb", "--contents", deb).stdout
     for path in ("./opt/puli/venv/bin/puli-dispatcher", "./opt/puli/venv/bin/puli-worker",
@@ -248,6 +259,7 @@ def test_deb_installs_and_runs(deb):
         assert run("/opt/puli/venv/bin/puli-worker", "--help").returncode == 0
         run("/opt/puli/venv/bin/puli-dispatcher", "--check-config", "/etc/puli/dispatcher.yml")
         run("/opt/puli/venv/bin/puli-worker", "--check-config", "/etc/puli/worker.yml")
+        assert_pinned("/opt/puli/venv/bin/python")
         for conf in ("/etc/puli/dispatcher.yml", "/etc/puli/worker.yml"):
             st = os.stat(conf)          # they hold the database password, a worker's token
             assert (stat.S_IMODE(st.st_mode), st.st_uid, grp.getgrgid(st.st_gid).gr_name) == (0o640, 0, "puli")
@@ -473,6 +485,7 @@ def test_site_playbook_installs_a_working_farm(tmp_path, wheel):
         first = run(*cmd, "--diff", cwd=ROOT, env=env)
         assert recap(first.stdout)["failed"] == 0
         assert recap(first.stdout)["changed"] > 0
+        assert_pinned("/opt/puli/venv/bin/python")          # the wheel's dependencies as locked
         config = Path("/etc/puli/dispatcher.yml").read_text()
         assert config.startswith("#") and "Ansible managed" in config and "mysql://puli:" in config
         assert 'address: "127.0.0.1"' in config and "worker_ca_file: /etc/puli/tls/ca.crt" in config

@@ -122,10 +122,12 @@ ensure_venv() {
         say "creating $PULI_VENV"
         python3 -m venv "$PULI_VENV"
     fi
-    digest="$(cat "$PULI_ROOT/setup.cfg" "$PULI_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+    digest="$(cat "$PULI_ROOT/setup.cfg" "$PULI_ROOT/pyproject.toml" "$PULI_ROOT/requirements.lock" \
+        | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
         say "installing Puli and its dependencies into .venv"
-        "$PULI_VENV/bin/python" -m pip install -q -e "$PULI_ROOT[test]"
+        # The runtime dependencies at the versions the farm runs (requirements.lock).
+        "$PULI_VENV/bin/python" -m pip install -q -e "$PULI_ROOT[test]" --constraint "$PULI_ROOT/requirements.lock"
         echo "$digest" >"$stamp"
     fi
 }
