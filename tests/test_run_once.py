@@ -130,7 +130,7 @@ def test_a_lost_node_s_command_stays_timeout_after_one_run_until_an_operator_res
     # The node comes back: it finds its watcher gone without a final state and reports an
     # ERROR for that run; the dispatcher refuses it and the worker forgets the run.
     back = farm.worker(data_dir=worker.data_dir, port=worker.port).start()
-    wait_for(lambda: back.get("/commands/")[1]["commands"] == [], 30, what="the worker to forget the lost run")
+    wait_for(lambda: back.runs() == [], 30, what="the worker to forget the lost run")
     # Past the retry delay (maxAttempt 3 leaves attempts): a TIMEOUT is not retried by itself.
     end = command(farm, t1)["endTime"]
     wait_for(lambda: dispatcher_time(farm) > end + 2.0, 10, what="the dispatcher's retry check to pass")
@@ -166,7 +166,7 @@ def test_a_command_s_end_taken_just_before_a_crash_is_not_lost(farm, tmp_path):
         "the worker let the run go before its end was committed"
     # Another job's assignment is committed before it goes out, and the end with it.
     submit(farm, two_tasks("true", "true"))
-    wait_for(lambda: all(c["id"] != t1 for c in worker.get("/commands/")[1]["commands"]), 30,
+    wait_for(lambda: (listed := worker.runs()) is not None and all(c["id"] != t1 for c in listed), 30,
              what="the worker to let the run go once its end is committed")
 
 

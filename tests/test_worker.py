@@ -76,7 +76,7 @@ def test_cancel_kills_the_command_and_every_process_it_started(farm, tmp_path):
     wait_for(lambda: all(gone(pid) for pid in started), 15, what="every process of the command to die")
     assert command(farm, cmd_id)["status"] == CS.CANCELED
     wait_for(lambda: not watchers_of(worker.data_dir), what="the watcher to exit")
-    wait_for(lambda: worker.get("/commands/")[1]["commands"] == [], what="the worker to forget the run")
+    wait_for(lambda: worker.runs() == [], what="the worker to forget the run")
 
 
 def test_a_restarted_worker_takes_its_running_command_back_and_reports_it_done_once(farm, tmp_path):
@@ -90,7 +90,7 @@ def test_a_restarted_worker_takes_its_running_command_back_and_reports_it_done_o
     assert worker.terminate() == 0
     assert watchers_of(worker.data_dir), "stopping the worker killed the render"
     again = farm.worker(data_dir=worker.data_dir, port=worker.port).start()
-    listed = again.get("/commands/")[1]["commands"]
+    listed = wait_for(again.runs, what="the runs it found again")
     assert [(c["id"], c["status"]) for c in listed] == [(cmd_id, CS.RUNNING)]
 
     gate.touch()                            # the command ends under the new worker
@@ -116,14 +116,14 @@ def test_a_restarted_dispatcher_gets_the_command_back_without_a_second_run(farm,
     farm.kill()
     gate.touch()
     # The command ends while the dispatcher is away: its end waits in the worker.
-    wait_for(lambda: [c["status"] for c in worker.get("/commands/")[1]["commands"]] == [CS.DONE], 20,
+    wait_for(lambda: [c["status"] for c in worker.runs() or ()] == [CS.DONE], 20,
              what="the command to end on the worker")
     farm.start()
 
     cmd = reaches(farm, cmd_id, CS.DONE, 40)
     assert runs.read_text() == "run\n", "the command ran twice"
     assert cmd["attempt"] == 1
-    wait_for(lambda: worker.get("/commands/")[1]["commands"] == [], what="the worker to forget the run")
+    wait_for(lambda: worker.runs() == [], what="the worker to forget the run")
 
 
 def test_the_command_gets_its_environment_and_a_log_served_with_offset_and_tail(farm, tmp_path):
@@ -161,7 +161,7 @@ def test_a_command_cancelled_while_the_worker_was_down_is_stopped_when_it_comes_
 
     again = farm.worker(data_dir=worker.data_dir, port=worker.port).start()
     # Registering, it lists the run; the dispatcher answers that it is not its any more.
-    wait_for(lambda: again.get("/commands/")[1]["commands"] == [], 20, what="the run to be stopped")
+    wait_for(lambda: again.runs() == [], 20, what="the run to be stopped")
     assert not watcher.is_running() or watcher.status() == psutil.STATUS_ZOMBIE
     assert command(farm, cmd_id)["status"] == CS.CANCELED
 
@@ -198,5 +198,5 @@ def test_a_watcher_that_does_not_stop_its_command_in_time_is_killed_with_it(farm
     # kill_grace is 2 s in these tests, and the worker waits 5 s more before it acts itself.
     wait_for(lambda: not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == psutil.STATUS_ZOMBIE,
              20, what="the command to be killed")
-    wait_for(lambda: worker.get("/commands/")[1]["commands"] == [], what="the worker to forget the run")
+    wait_for(lambda: worker.runs() == [], what="the worker to forget the run")
     assert not watcher.is_running() or watcher.status() == psutil.STATUS_ZOMBIE

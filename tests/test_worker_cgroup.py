@@ -52,4 +52,4 @@ def test_cancel_kills_processes_that_left_the_process_group(farm, tmp_path):
             return True
 
     wait_for(gone, 15, what="the process that left the group to die")
-    wait_for(lambda: worker.get("/commands/")[1]["commands"] == [], what="the worker to forget the run")
+    wait_for(lambda: worker.runs() == [], what="the worker to forget the run")

@@ -182,7 +182,7 @@ def test_logs_of_ended_commands_past_log_retention_go_and_held_runs_keep_theirs(
     # The dispatcher away, a command ends: the worker holds its end (and its files) for it.
     farm.kill()
     gate_unreported.touch()
-    wait_for(lambda: {c["id"]: c["status"] for c in worker.get("/commands/")[1]["commands"]}.get(unreported)
+    wait_for(lambda: {c["id"]: c["status"] for c in worker.runs() or ()}.get(unreported)
              == CS.DONE, what="the unreported end")
 
     # Every file an hour old, as if it had all ended long ago.

@@ -68,7 +68,7 @@ def test_killfile_minus_1_kills_the_running_command_and_pauses(farm):
     # Killed on the node: the dispatcher puts it back in the queue, and keeps the node paused.
     reaches(farm, cmd_id, CS.READY, 20)
     wait_for(lambda: not watchers_of(worker.data_dir), what="the watcher to exit")
-    wait_for(lambda: worker.get("/commands/")[1]["commands"] == [], what="the worker to forget the run")
+    wait_for(lambda: worker.runs() == [], what="the worker to forget the run")
     assert node(farm, worker)["paused"]
     assert (worker.data_dir / "killfile").read_text() == "", "the node must stay paused, not kill again"
 

@@ -73,6 +73,12 @@ class WorkerProcess:
     def get(self, path):
         return http("GET", self.url + path, token=self.secret(), context=self.tls_context)
 
+    def runs(self):
+        """The runs it lists (GET /commands/), or None while it does not answer them: a worker
+        just started refuses every request until its registration gives it a secret."""
+        status, body = self.get("/commands/")
+        return body["commands"] if status == 200 else None
+
     def call(self, method, path, body=None, token=...):
         """As its dispatcher (with its secret), or with `token`."""
         token = self.secret() if token is ... else token
