@@ -101,8 +101,9 @@ class Commands:
             if not isinstance(body.get(name, {}), dict):
                 raise _bad(name, f"'{name}' must be an object")
         # Types the watcher cannot read: refused before anything runs (the dispatcher sends
-        # none). Never a value it may send, such as a negative maxRunTime: a refused assignment
-        # goes back to the queue and comes back; the watcher ends that run in ERROR, saying why.
+        # none). Values are the watcher's to judge (a negative maxRunTime, which graphs no
+        # longer take, ends the run in ERROR saying why): a refused assignment would go back
+        # to the queue and come back.
         if not isinstance(body.get("runner", ""), (str, type(None))):
             raise _bad("runner", f"'runner' must be a runner class's dotted path, not {_show(body['runner'])}")
         _number_field(body, "maxRunTime")
