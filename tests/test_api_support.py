@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import weakref
 
+import falcon.inspect
 from falcon import testing
 
 from puli.dispatcher.app import create_app
@@ -142,3 +143,15 @@ def assert_error(result, status, *words):
     for word in words:
         assert word.lower() in text, (word, body)
     return body
+
+
+def routed(app):
+    """(METHOD, /path/{param}) of every responder a Falcon app really implements: what its
+    OpenAPI document must list."""
+    out = set()
+    for route in falcon.inspect.inspect_routes(app):
+        path = re.sub(r"{(\w+)(?::[^}]*)?}", r"{\1}", route.path)
+        for method in route.methods:
+            if not method.internal:
+                out.add((method.method, path))
+    return out

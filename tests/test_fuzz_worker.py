@@ -22,7 +22,6 @@ import collections
 import re
 import signal
 
-import falcon.inspect
 import hypothesis
 import psutil
 import pytest
@@ -32,6 +31,7 @@ from hypothesis import HealthCheck
 from processes import Dispatcher, wait_for
 from puli.commandwatcher.runner import BUILTIN
 from puli.worker import api, openapi
+from test_api_support import routed
 from test_worker_support import WorkerProcess, registered, sweep, watchers_of
 
 # The one command the fuzz may start: it ends at once and touches nothing.
@@ -63,23 +63,12 @@ def config():
 
 # -- the document against the app ----------------------------------------------------------------
 
-def _routed(app):
-    """(METHOD, /path/{param}) of every responder the app really implements."""
-    out = set()
-    for route in falcon.inspect.inspect_routes(app):
-        path = re.sub(r"{(\w+)(?::[^}]*)?}", r"{\1}", route.path)
-        for method in route.methods:
-            if not method.internal:
-                out.add((method.method, path))
-    return out
-
-
 def test_the_document_lists_every_route_of_the_worker_and_only_those():
-    routed = _routed(api.create_app(worker=None))
+    served = routed(api.create_app(worker=None))
     documented = openapi.operations()
-    assert routed - documented == set(), "routes missing from the worker's OpenAPI document"
-    assert documented - routed == set(), "documented routes the worker does not serve"
-    assert ("POST", "/commands") in routed and len(routed) >= 9
+    assert served - documented == set(), "routes missing from the worker's OpenAPI document"
+    assert documented - served == set(), "documented routes the worker does not serve"
+    assert ("POST", "/commands") in served and len(served) >= 9
 
 
 def test_the_document_is_consistent():

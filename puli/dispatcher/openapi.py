@@ -8,38 +8,13 @@ import functools
 import re
 
 import puli
+from puli.openapi_schema import ANY_OBJ, BOOL, INT, NUM, STR, arr, obj, ref
 
 from . import auth
 from .resources import filters
 
 
-def ref(name):
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def arr(items):
-    return {"type": "array", "items": items}
-
-
-def obj(properties=None, required=(), additional=None, description=None):
-    out = {"type": "object"}
-    if properties:
-        out["properties"] = properties
-    if required:
-        out["required"] = list(required)
-    if additional is not None:
-        out["additionalProperties"] = additional
-    if description:
-        out["description"] = description
-    return out
-
-
-INT = {"type": "integer"}
-NUM = {"type": "number"}
-STR = {"type": "string"}
-BOOL = {"type": "boolean"}
 TIME = {"type": "number", "nullable": True, "description": "seconds since the epoch"}
-ANY_OBJ = {"type": "object", "additionalProperties": True}
 COMMAND_STATUS = {"type": "integer", "minimum": 0, "maximum": 8,
                   "description": "0 BLOCKED, 1 READY, 2 ASSIGNED, 3 RUNNING, 4 FINISHING, 5 DONE, "
                                  "6 TIMEOUT, 7 ERROR, 8 CANCELED"}

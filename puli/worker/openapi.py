@@ -10,39 +10,10 @@ import functools
 import re
 
 import puli
+from puli.openapi_schema import ANY_OBJ, BOOL, INT, NUM, STR, arr, nullable, obj, ref
 from puli.model.limits import BIGINT_MAX, INT_MAX
 
 
-def ref(name):
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def arr(items):
-    return {"type": "array", "items": items}
-
-
-def obj(properties=None, required=(), additional=None, description=None):
-    out = {"type": "object"}
-    if properties:
-        out["properties"] = properties
-    if required:
-        out["required"] = list(required)
-    if additional is not None:
-        out["additionalProperties"] = additional
-    if description:
-        out["description"] = description
-    return out
-
-
-def nullable(schema):
-    return dict(schema, nullable=True)
-
-
-INT = {"type": "integer"}
-NUM = {"type": "number"}
-STR = {"type": "string"}
-BOOL = {"type": "boolean"}
-ANY_OBJ = {"type": "object", "additionalProperties": True}
 # The dispatcher's ids and assignments are BIGINTs (puli/model/limits.py); cores and RAM INTs.
 ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 COUNT = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
