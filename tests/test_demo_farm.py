@@ -15,6 +15,13 @@ def test_demo_farm_runs_the_demo_job_to_done_and_stops(tmp_path):
         assert "the demo job is DONE" in out.stdout
         sequence = (tmp_path / "demo" / "output" / "sequence.txt").read_text().splitlines()
         assert [line.split()[1] for line in sequence] == [str(f) for f in range(1, 9)]
+        # The running farm's command lines (which ps shows to every user) hold no token.
+        farm = []
+        for pidfile in (tmp_path / "demo").glob("*.pid"):
+            with open(f"/proc/{pidfile.read_text().strip()}/cmdline", "rb") as cmdline:
+                farm.append(cmdline.read())
+        assert farm and not [line for line in farm if b"puli_" in line]
+        assert (os.stat(tmp_path / "demo" / "worker.token").st_mode & 0o777) == 0o600
     finally:
         subprocess.run([demo, "stop"], env=env, capture_output=True, timeout=60)
     assert not list((tmp_path / "demo").glob("*.pid"))
