@@ -33,3 +33,11 @@ if grep -rlF "$stage" "$venv"; then
     echo "build-venv: the staging path is still named in the files above" >&2
     exit 1
 fi
+# The users' tools on everyone's PATH (/usr/bin), the daemons not: their units name them.
+mkdir -p "$stage/usr/bin"
+for tool in "$venv"/bin/puli* "$venv"/bin/pul_*; do
+    case "$(basename "$tool")" in
+        puli-dispatcher | puli-worker | puli-commandwatcher) ;;
+        *) ln -sfn "$prefix/bin/$(basename "$tool")" "$stage/usr/bin/$(basename "$tool")" ;;
+    esac
+done

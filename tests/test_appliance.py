@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 pytestmark = pytest.mark.appliance
 
@@ -37,9 +38,12 @@ TOOLS = Path(os.environ.get("PULI_TOOLS_VENV", ROOT / ".venv-tools"))
 STRICT = os.environ.get("PULI_APPLIANCE") == "1"
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
 # What installing Puli creates on a host; the installing tests need all of it absent.
+# The users' tools the puli role links into /usr/local/bin (the packages: into /usr/bin).
+TOOLS_LINKED = yaml.safe_load((ROOT / "ansible/roles/puli/defaults/main.yml").read_text())["puli_tools"]
 INSTALLED_PATHS = [Path(p) for p in ("/opt/puli", "/etc/puli", "/var/lib/puli", "/var/log/puli",
                                      "/etc/systemd/system/puli-dispatcher.service",
-                                     "/etc/systemd/system/puli-worker.service")]
+                                     "/etc/systemd/system/puli-worker.service")] + \
+    [Path("/usr/local/bin", tool) for tool in TOOLS_LINKED]
 
 
 def unavailable(reason):
@@ -245,8 +249,10 @@ def test_deb_contents(deb):
     listing = run("dpkg-deb", "--contents", deb).stdout
     for path in ("./opt/puli/venv/bin/puli-dispatcher", "./opt/puli/venv/bin/puli-worker",
                  "./etc/puli/dispatcher.yml", "./etc/puli/worker.yml",
-                 "./lib/systemd/system/puli-dispatcher.service", "./lib/systemd/system/puli-worker.service"):
+                 "./lib/systemd/system/puli-dispatcher.service", "./lib/systemd/system/puli-worker.service",
+                 "./usr/bin/puliquery -> /opt/puli/venv/bin/puliquery", "./usr/bin/pul_rn -> /opt/puli/venv/bin/pul_rn"):
         assert path in listing, path
+    assert "./usr/bin/puli-worker" not in listing           # the daemons: their units name them
     assert run("dpkg-deb", "--field", deb, "Package").stdout.strip() == "puli"
 
 

@@ -3,7 +3,7 @@
 # /opt/puli/venv (built here from the wheel, so the farm's machines download nothing), the
 # default settings in /etc/puli (conffiles), the systemd units and the puli system user.
 #
-#   packaging/deb/build.sh [OUTDIR]      (default: dist/)
+#   packaging/deb/build.sh [OUTDIR]      (default: dist/; PULI_DEB_REVISION=N: revision N, not 1)
 #
 # Build it on the Debian/Ubuntu release it is for: the venv links to that release's python3,
 # and mysqlclient and psutil are compiled for it. Needs dpkg-deb and `python3 -m build`
@@ -19,7 +19,8 @@ trap 'rm -rf "$work"' EXIT
 wheel="$(ls "$work"/dist/puli-*.whl)"
 version="$(basename "$wheel" | cut -d- -f2)"
 # Debian orders 2.0.0~dev0 before 2.0.0; Python's 2.0.0.dev0 would come after it.
-debversion="$(echo "$version" | sed -E 's/\.?(dev|a|b|rc)([0-9]*)$/~\1\2/')-1"
+# PULI_DEB_REVISION: the Debian revision (1), e.g. 2 for a rebuild of the same version.
+debversion="$(echo "$version" | sed -E 's/\.?(dev|a|b|rc)([0-9]*)$/~\1\2/')-${PULI_DEB_REVISION:-1}"
 arch="$(dpkg --print-architecture)"
 stage="$work/root"
 
@@ -31,12 +32,14 @@ install -D -m 0644 -t "$stage/lib/systemd/system" "$root"/systemd/*.service
 pyver="$(/usr/bin/python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 
 mkdir -p "$stage/DEBIAN"
+# libpam-systemd: the worker's commands run under its user's systemd manager (puli-worker.service),
+# which starts through PAM and needs pam_systemd for its runtime directory.
 cat >"$stage/DEBIAN/control" <<CONTROL
 Package: puli
 Version: $debversion
 Architecture: $arch
 Maintainer: Puli developers <puli@localhost>
-Depends: python3 (>= $pyver), python3 (<< ${pyver%.*}.$((${pyver#*.} + 1))), libmariadb3, adduser
+Depends: python3 (>= $pyver), python3 (<< ${pyver%.*}.$((${pyver#*.} + 1))), libmariadb3, adduser, libpam-systemd
 Section: utils
 Priority: optional
 Installed-Size: $(du -sk "$stage" | cut -f1)

@@ -31,6 +31,9 @@ class Assignment:
         self.arguments = fields.get("arguments")
         self.parser = fields.get("parser")
         self.cgroup = fields.get("cgroup")          # the worker's description of the command's cgroup
+        # Or, when the watcher runs in a unit of its own (isolation systemd): the limits of the
+        # cgroup it makes for its command inside its unit's.
+        self.cgroup_limits = fields.get("cgroupLimits")
         self.log_path = fields.get("logPath")
         self.kill_grace = _number(fields, "killGrace", DEFAULT_KILL_GRACE)
         self.max_run_time = _number(fields, "maxRunTime", 0)
@@ -43,10 +46,11 @@ class Assignment:
         self.umask = int(umask)
 
     def command_env(self, log_path):
-        """The command's environment: the watcher's, the task's own, then the PULI_* variables,
-        which only the watcher sets (the task cannot fake them)."""
+        """The command's environment: the worker's (the watcher's own with an older worker), the
+        task's own, then the PULI_* variables, which only the watcher sets (the task cannot fake them)."""
         a = self.fields
-        env = dict(os.environ)
+        base = a.get("baseEnvironment")
+        env = {str(k): str(v) for k, v in base.items()} if isinstance(base, dict) else dict(os.environ)
         env.update({str(k): str(v) for k, v in (a.get("environment") or {}).items() if v is not None})
         env.update({
             "PULI_USER": str(a.get("user") or ""),

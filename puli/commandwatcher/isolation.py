@@ -7,7 +7,8 @@ The worker calls ``detect()`` once, then ``Isolation.create()`` per command and 
 ``CommandCgroup.from_description()``, makes the command join it (``procs_files()``), kills it,
 reads whether the OOM killer struck, and removes it.
 
-cgroup v2: the command cgroups are children of the worker's delegated subtree (``Delegate=yes``).
+cgroup v2: the command cgroups are children of the worker's delegated subtree (``Delegate=yes``)
+or, with isolation systemd (puli/worker/units.py), of the watcher's own transient unit's.
 Because v2 forbids processes in a cgroup that hands controllers to its children, the worker
 moves itself into a ``worker`` leaf of that subtree first (``prepare()``); a worker already in a
 leaf named ``worker`` (e.g. systemd's ``DelegateSubgroup=worker``) uses the leaf's parent.
@@ -70,8 +71,9 @@ def _write(path, value):
         f.write(str(value))
 
 
-def detect(root="/sys/fs/cgroup", self_cgroup="/proc/self/cgroup"):
-    """The best isolation this process can use under `root` (the cgroup mount point)."""
+def detect(root="/sys/fs/cgroup", self_cgroup="/proc/self/cgroup", leaf=LEAF):
+    """The best isolation this process can use under `root` (the cgroup mount point); in
+    cgroup v2, this process's own leaf is named `leaf`."""
     root = Path(root)
     try:
         own = own_cgroups(self_cgroup)
@@ -81,10 +83,10 @@ def detect(root="/sys/fs/cgroup", self_cgroup="/proc/self/cgroup"):
 
     if (root / "cgroup.controllers").exists() and "" in own:
         path = _under(root, own[""])
-        base = path.parent if path.name == LEAF else path
+        base = path.parent if path.name == leaf else path
         if _writable(base) and (base / "cgroup.controllers").exists():
             controllers = _read(base / "cgroup.controllers").split()
-            return Isolation("cgroup2", root, v2_base=base, controllers=controllers)
+            return Isolation("cgroup2", root, v2_base=base, controllers=controllers, leaf=leaf)
 
     v1 = {}
     for hierarchy in V1_HIERARCHIES:
@@ -102,8 +104,9 @@ def detect(root="/sys/fs/cgroup", self_cgroup="/proc/self/cgroup"):
 class Isolation:
     """What detect() found; create() makes one command's cgroup (None in pgroup mode)."""
 
-    def __init__(self, mode, root, v2_base=None, controllers=(), v1=None, unified=None):
+    def __init__(self, mode, root, v2_base=None, controllers=(), v1=None, unified=None, leaf=LEAF):
         self.mode = mode
+        self.leaf = leaf
         self.root = Path(root)
         self.v2_base = v2_base
         self.controllers = list(controllers)
@@ -121,7 +124,7 @@ class Isolation:
                 "cgroupKill": self.mode == "cgroup2" or self.unified is not None}
 
     def prepare(self):
-        """cgroup v2: move this process into the `worker` leaf and enable the controllers for
+        """cgroup v2: move this process into its leaf (`worker`) and enable the controllers for
         the command cgroups. Call it before starting any child process (they would stay in the
         subtree's root and make enabling impossible)."""
         if self.mode != "cgroup2" or self._prepared:
@@ -133,7 +136,7 @@ class Isolation:
         if missing:
             # The root cgroup may hold processes and hand out controllers; any other may not.
             if base != self.root and str(os.getpid()) in _read(base / "cgroup.procs").split():
-                leaf = base / LEAF
+                leaf = base / self.leaf
                 leaf.mkdir(exist_ok=True)
                 _write(leaf / "cgroup.procs", os.getpid())
             try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from puli.commandwatcher.assignment import Assignment, read_fields
 from puli.commandwatcher.command import CommandProcess, become_subreaper
 from puli.commandwatcher.figures import Figures
-from puli.commandwatcher.isolation import CommandCgroup, IsolationError
+from puli.commandwatcher.isolation import CommandCgroup, IsolationError, detect
 from puli.commandwatcher.logs import CommandLog, LogHandler
 from puli.commandwatcher.output import CommandOutput, RunnerReports, apply_progress
 from puli.commandwatcher.pipes import Pipes
@@ -124,6 +124,12 @@ class Watcher:
                 self.cgroup = CommandCgroup.from_description(self.assignment.cgroup)
             except (IsolationError, KeyError, TypeError, AttributeError) as exc:
                 return self.finish(ERROR, f"bad cgroup in the assignment: {exc!r}")
+        elif self.assignment.cgroup_limits:
+            try:
+                self.cgroup = own_command_cgroup(self.assignment.cgroup_limits)
+            except (IsolationError, OSError, TypeError, ValueError, AttributeError) as exc:
+                return self.finish(ERROR, f"cannot make the command's cgroup: {exc}")
+            self.log.note(f"command cgroup {self.cgroup.paths['unified']}")
         if plan.reports:
             self.reports = RunnerReports(self.log, self.state)
         env = self.assignment.command_env(self.log.path)
@@ -228,6 +234,16 @@ class Watcher:
         self.log.note(f"{name}: {final_message}" if final_message else name)
         if self.cgroup is not None:
             self.cgroup.remove()
+
+
+def own_command_cgroup(limits):
+    """The command's cgroup, made inside the watcher's own delegated cgroup v2 (its transient
+    unit's); the watcher moves itself into a `watcher` leaf beside it."""
+    isolation = detect(leaf="watcher")
+    if isolation.mode != "cgroup2":
+        raise IsolationError(f"no delegated cgroup v2 here ({isolation!r})")
+    return isolation.create("command", float(limits.get("cores") or 0), int(limits.get("ramMb") or 0),
+                            limits.get("pidsMax") or None)
 
 
 def describe_exit(code):

@@ -75,7 +75,7 @@ SCHEMAS = {
         "caracteristics": ANY_OBJ, "puliversion": STR,
         "systemFreeRam": {"type": "integer", "description": "MB"}, "systemSwapPercentage": NUM,
         "load": arr(NUM), "paused": BOOL, "registered": BOOL,
-        "isolation": obj({"mode": {"type": "string", "enum": ["cgroup2", "cgroup1", "pgroup"]},
+        "isolation": obj({"mode": {"type": "string", "enum": ["systemd", "cgroup2", "cgroup1", "pgroup"]},
                           "controllers": arr(STR), "cgroupKill": BOOL}, required=("mode",)),
     }, required=("name", "cores", "ram", "paused", "registered", "isolation")),
 }

@@ -38,8 +38,9 @@ SCHEMA = {
                                 "Period of the full system information sent with a heartbeat."),
     "pools": Setting(List(Str()), "Pools this render node joins when it registers."),
     "softs": Setting(List(Str()), "Software installed on this node (caracteristics.softs)."),
-    "isolation": Setting(Choice("auto", "cgroup2", "cgroup1", "pgroup"),
-                         "How commands are isolated: auto, cgroup2, cgroup1 or pgroup."),
+    "isolation": Setting(Choice("auto", "systemd", "cgroup2", "cgroup1", "pgroup"),
+                         "How commands are isolated: auto, systemd (a unit of the worker user's "
+                         "systemd manager per command), cgroup2, cgroup1 or pgroup."),
     "cgroup_root": Setting(Path(), "Where the cgroup hierarchies are mounted."),
     "kill_grace": Setting(Duration(), "Delay between SIGTERM and SIGKILL when a command is stopped."),
     "command_umask": Setting(

@@ -24,6 +24,8 @@ from puli.commandwatcher import private
 from puli.commandwatcher.state import RUN_ENDS
 from puli.model.status import CommandStatus
 
+from . import units
+
 log = logging.getLogger("puli.worker.watchers")
 
 WATCHER_MODULE = "puli.commandwatcher"
@@ -52,6 +54,13 @@ def detect_isolation(mode, root):
     from puli.commandwatcher import isolation
     if mode == "pgroup":
         return isolation.Isolation("pgroup", root)
+    if mode in ("auto", "systemd"):
+        manager = units.UserManager.find(root)
+        if manager is not None:
+            return units.UnitIsolation(manager)
+        if mode == "systemd":
+            raise ValueError("isolation systemd was asked for, but this worker's user has no systemd "
+                             "manager (is systemd PID 1? run: loginctl enable-linger <user>)")
     found = isolation.detect(root)
     if mode != "auto" and found.mode != mode:
         raise ValueError(f"isolation {mode} was asked for, but under {root} this worker can only "
@@ -141,7 +150,8 @@ class Watchers:
             log.warning("command %d: removing the leftover directory %s", command_id, directory)
             shutil.rmtree(directory)
         cgroup = None
-        if self.isolation.mode != "pgroup":
+        unit = units.unit_name(command_id, number) if self.isolation.mode == "systemd" else None
+        if self.isolation.mode not in ("pgroup", "systemd"):
             from puli.commandwatcher.isolation import IsolationError
             try:
                 cgroup = self.isolation.create(f"puli-{command_id}-{number}", body.get("cores") or 0,
@@ -153,6 +163,13 @@ class Watchers:
             logPath=str(self.log_path(body.get("taskId", 0), command_id)),
             logMaxBytes=self.settings.log_max_bytes,
             cgroup=cgroup.describe() if cgroup is not None else None,
+            # Mode systemd: the watcher makes its command's cgroup in its unit's, with these.
+            unit=unit,
+            cgroupLimits={"cores": body.get("cores") or 0, "ramMb": body.get("ramUse") or 0,
+                          "pidsMax": self.settings.pids_max or None} if unit else None,
+            # The command's base environment (the task's own goes on top): the worker's, in
+            # every mode, whoever started the watcher.
+            baseEnvironment=self.env,
             killGrace=self.settings.kill_grace,
             umask=self.settings.command_umask,
             workerUrl=self.worker_url)
@@ -160,14 +177,26 @@ class Watchers:
             directory.mkdir(private.STATE_DIR)
             _write_json(directory / "assignment.json", assignment)
             stderr_fd = private.open_private(directory / "watcher.stderr", os.O_WRONLY | os.O_TRUNC)
+            argv = [sys.executable, "-m", WATCHER_MODULE, str(directory)]
+            if unit is not None:
+                os.close(stderr_fd)
+                pid = self.isolation.manager.start(unit, argv, directory, directory / "watcher.stderr",
+                                                   self.settings.kill_grace + STOP_MARGIN)
+                try:
+                    return Run(directory, assignment, watcher=psutil.Process(pid))
+                except psutil.NoSuchProcess:
+                    # Ended already: its state.json says how, or refresh() ends the run.
+                    return Run(directory, assignment)
             with open(stderr_fd, "wb") as stderr:
                 # A new session: the watcher and its command outlive the worker (a restart
                 # must not kill renders) and never get the worker's terminal signals.
                 process = subprocess.Popen(
-                    [sys.executable, "-m", WATCHER_MODULE, str(directory)],
+                    argv,
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                     env=self.env, cwd=directory, start_new_session=True)
         except OSError as exc:
+            if unit is not None:
+                self.isolation.manager.kill(unit)
             shutil.rmtree(directory, ignore_errors=True)
             if cgroup is not None:
                 cgroup.remove()
@@ -278,6 +307,8 @@ class Watchers:
         """SIGKILL the command's whole tree, its watcher being gone: its cgroup, its process
         group, and any process still carrying its log path in its environment (a watcher that
         died early may not have written the group's id, and a process may have left the group)."""
+        if run.assignment.get("unit") and self.isolation.mode == "systemd":
+            self.isolation.manager.kill(run.assignment["unit"])
         description = run.assignment.get("cgroup")
         if description:
             from puli.commandwatcher.isolation import CommandCgroup

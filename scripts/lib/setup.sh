@@ -127,7 +127,8 @@ ensure_venv() {
     if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
         say "installing Puli and its dependencies into .venv"
         # The runtime dependencies at the versions the farm runs (requirements.lock).
-        "$PULI_VENV/bin/python" -m pip install -q -e "$PULI_ROOT[test]" --constraint "$PULI_ROOT/requirements.lock"
+        "$PULI_VENV/bin/python" -m pip install -q -e "$PULI_ROOT[test]" --constraint "$PULI_ROOT/requirements.lock" ||
+            die "could not install Puli into $PULI_VENV"
         echo "$digest" >"$stamp"
     fi
 }
