@@ -101,6 +101,30 @@ def test_v2_create_writes_limits_moves_the_worker_and_enables_controllers(v2_tre
     assert again.memory_peak() == 64 * MIB
 
 
+def test_v2_a_watcher_in_its_own_unit_moves_into_a_watcher_leaf(tmp_path):
+    """isolation systemd: the watcher, main process of its transient unit of the user manager,
+    makes its command's cgroup beside a `watcher` leaf of its own, and finds its unit's cgroup
+    again once it is in that leaf."""
+    unit = "user.slice/user-999.slice/user@999.service/app.slice/puli-command-7-1.service"
+    root = make_tree(tmp_path / "cgroup", {
+        "cgroup.controllers": "cpuset cpu io memory hugetlb pids rdma misc\n",
+        f"{unit}/cgroup.controllers": "cpu memory pids\n",
+        f"{unit}/cgroup.subtree_control": "\n",
+        f"{unit}/cgroup.procs": f"{os.getpid()}\n",
+    })
+    self_cgroup = make_tree(tmp_path, {"proc-self-cgroup": f"0::/{unit}\n"}) / "proc-self-cgroup"
+    iso = detect(root, self_cgroup, leaf="watcher")
+    kernel_files(root / unit / "command")
+    cgroup = iso.create("command", cores=1, ram_mb=100)
+    assert (root / unit / "watcher" / "cgroup.procs").read_text() == str(os.getpid())
+    assert not (root / unit / "worker").exists()
+    assert (root / unit / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+    assert cgroup.paths["unified"] == root / unit / "command"
+    assert (root / unit / "command" / "memory.max").read_text() == str(100 * MIB)
+    self_cgroup.write_text(f"0::/{unit}/watcher\n")
+    assert detect(root, self_cgroup, leaf="watcher").v2_base == root / unit
+
+
 def test_v2_without_limits_and_without_kernel_swap_file(v2_tree):
     root, self_cgroup = v2_tree
     cgroup = detect(root, self_cgroup).create("cmd-8-1", cores=0, ram_mb=0)

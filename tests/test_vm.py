@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from processes import wait_for
+from puli.model.status import CommandStatus, NodeStatus
 from vmkit import VM, ansible_inventory, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,7 @@ TOOLS = Path(os.environ.get("PULI_TOOLS_VENV", ROOT / ".venv-tools"))
 IMAGE = os.environ.get("PULI_VM_IMAGE", "")
 DEBS = os.environ.get("PULI_VM_DEBS", "").split()
 RN_TIMEOUT = 60
-DONE, ERROR, TIMEOUT, RUNNING = 5, 4, 6, 3
+DONE, ERROR, TIMEOUT, RUNNING = (int(CommandStatus[name]) for name in ("DONE", "ERROR", "TIMEOUT", "RUNNING"))
 
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(not IMAGE or len(DEBS) != 2,
                                                  reason="scripts/vm-check runs these (PULI_VM_IMAGE, PULI_VM_DEBS)")]
@@ -134,6 +135,9 @@ def farm(tmp_path_factory):
             "puli_install_method": "package",
             "puli_package": f"/root/{Path(DEBS[0]).name}",
             "rendernode_max_commands": 2,
+            # PULI_VM_ISOLATION=cgroup2 shows what the systemd mode is for: the commands'
+            # cgroups under the worker's unit, which then cannot restart during a render.
+            "rendernode_isolation": os.environ.get("PULI_VM_ISOLATION", "auto"),
             "manager_settings": {"rn_timeout": f"{RN_TIMEOUT}s"},
         }))
         farm = Farm(manager, node, work, admin_token, password, inventory, extra)
@@ -307,7 +311,7 @@ def test_dispatcher_watchdog_and_restart_lose_no_job(farm):
         wait_for(restarted(before), 300, interval=1, what=f"the dispatcher back after {signal_}")
         say(f"{how} brought the dispatcher back in {time.monotonic() - started:.0f} s")
         assert set(farm.get("/nodes/").json()["children"]) >= jobs
-        assert farm.get(f"/nodes/{farm.done_job}").json()["status"] == DONE
+        assert farm.get(f"/nodes/{farm.done_job}").json()["status"] == NodeStatus.DONE
     assert "watchdog" in vm.ssh("journalctl -u puli-dispatcher --no-pager | grep -i watchdog | tail -3").stdout
 
 

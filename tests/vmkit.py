@@ -39,7 +39,7 @@ def accelerator():
 class VM:
     """One guest: vmN (192.168.77.1N on the farm network), ssh on a loopback port."""
 
-    def __init__(self, image, work, number, farm_net, memory=1536, cpus=1, forwards=()):
+    def __init__(self, image, work, number, farm_net, memory=1536, cpus=2, forwards=()):
         self.image = Path(image)
         self.name = f"vm{number}"
         self.number = number
@@ -66,7 +66,8 @@ class VM:
             "qemu-system-x86_64", *accelerator(), "-m", str(self.memory), "-smp", str(self.cpus),
             "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
             "-append", f"root=/dev/vda rw console=ttyS0 panic=-1 systemd.hostname={self.name}",
-            "-drive", f"file={disk},format=qcow2,if=virtio",
+            # A throwaway overlay: its flushes need not reach the host's disk (dpkg syncs a lot).
+            "-drive", f"file={disk},format=qcow2,if=virtio,cache=unsafe",
             "-netdev", f"user,id=host,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22{forwards}",
             "-device", f"virtio-net-pci,netdev=host,mac={USER_MAC}",
             "-netdev", f"socket,id=farm,{how}=127.0.0.1:{port}",
