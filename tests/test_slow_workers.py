@@ -160,13 +160,17 @@ def test_twenty_trickling_nodes_do_not_hold_back_the_deliveries_to_a_good_one(tm
     # still be trickling, and when that one goes unanswered too, what waits behind it is
     # given up and the node is unreachable again until its next heartbeat.
     assert dispatcher.call("PUT", f"/rendernodes/{good.name}/paused", {"paused": True})[0] == 200
-    submit(dispatcher, "after_the_slow", 1, "shared")
+    _, after = submit(dispatcher, "after_the_slow", 1, "shared")
     back = slow[7]
 
     def heartbeat_and_see_an_assignment():
         assert dispatcher.call("PUT", f"/rendernodes/{back.name}/sysinfos", {})[0] == 200
         return len(back.received("POST")) >= 2
     wait_for(heartbeat_and_see_an_assignment, interval=0.5, what="an assignment to the node heard from again")
+    # No stop order for an assignment that was given up unsent: one would wait in front of
+    # the next assignment, go unanswered, and take it down with it, again and again.
+    second_post = [i for i, e in enumerate(back.events) if e[:2] == ("received", "POST")][1]
+    assert not [e for e in back.events[:second_post] if e[1] == "DELETE" and e[2].startswith(f"/commands/{after[0]}/")]
     assert [len(node.received("POST")) for node in slow if node is not back] == [1] * 19
 
 

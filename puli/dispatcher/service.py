@@ -227,20 +227,23 @@ class Service:
         """On a sender thread (senders.py): deliver one message; whether the worker answered."""
         outcome = delivery.send(msg, self.worker_timeout, self.worker_tls)
         if outcome is not delivery.Outcome.ACCEPTED:
-            self._undelivered(msg)
+            self._undelivered(msg, may_run=outcome is delivery.Outcome.UNANSWERED)
         return outcome is not delivery.Outcome.UNANSWERED
 
-    def _undelivered(self, msg):
+    def _undelivered(self, msg, may_run=False):
         """A message the worker did not take, or given up unsent. A stop order is let go (the
         fencing of assignments stops that run when the worker is next heard from); an
         assignment goes back to the queue, and no more work for that node until it is heard
-        from again."""
+        from again. Only an assignment that went unanswered (`may_run`: the worker may have
+        it) is followed by a stop order: one for a run the worker never had would only wait
+        in front of the node's next assignment, and go unanswered before it, by a node that
+        answers nothing."""
         if msg.kind != "assign":
             return
         with self.lock:
             cmd = self.farm.commands.get(msg.command_id)
             if cmd is not None and cmd.assignment == msg.assignment and cmd.status == CS.ASSIGNED:
-                self.farm.requeue(cmd, self.now())
+                self.farm.requeue(cmd, self.now(), may_run=may_run)
                 rn = self.farm.render_nodes.get(msg.rn_name)
                 if rn is not None:
                     worker_protocol.unreachable(self.farm, rn)

@@ -372,9 +372,12 @@ class Farm:
         if cmd.status in ACTIVE and cmd.render_node is not None:
             self.outbox.append(Stop(cmd.render_node, cmd.id, cmd.assignment))
 
-    def requeue(self, cmd, now, reset_attempts=False):
-        """Back to READY (or BLOCKED) for a fresh run; any worker report on the old run is stale."""
-        self.stop_on_worker(cmd)
+    def requeue(self, cmd, now, reset_attempts=False, may_run=True):
+        """Back to READY (or BLOCKED) for a fresh run; any worker report on the old run is stale.
+        `may_run` False: the worker never had the run (its assignment was refused or never
+        sent), so there is nothing to stop there."""
+        if may_run:
+            self.stop_on_worker(cmd)
         cmd.assignment = 0
         cmd.start_time = cmd.end_time = None
         cmd.message = ""
