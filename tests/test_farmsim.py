@@ -155,7 +155,7 @@ def test_the_ledger_finds_a_command_done_twice_and_two_runs_at_once():
     assert "2 runs ended DONE" in twice[1] and "two runs at once" in twice[2]
 
 
-def test_the_ledger_finds_a_committed_end_handed_out_again_and_a_command_never_done():
+def test_the_ledger_finds_a_committed_end_handed_out_again_and_an_end_the_dispatcher_forgot():
     ledger = Ledger()
     done = ledger.start(1, 10, "sim00000", 0.0)
     ledger.end(done, "DONE", 1.0)
@@ -164,9 +164,16 @@ def test_the_ledger_finds_a_committed_end_handed_out_again_and_a_command_never_d
     kept = ledger.start(2, 20, "sim00000", 0.0)
     ledger.end(kept, "DONE", 1.0)
     ledger.commit(kept)
+    taken = ledger.start(3, 30, "sim00000", 0.0)
+    ledger.end(taken, "DONE", 1.0)
+    ledger.take(taken)                                      # taken, not committed yet
+    ledger.start(4, 40, "sim00000", 0.0)                    # still under way at the end
+    unsent = ledger.start(6, 60, "sim00000", 0.0)
+    ledger.end(unsent, "DONE", 1.0)                         # its end never reached the dispatcher
 
     assert set(ledger.lost()) == {1}
-    lost = ledger.lost({1: "RUNNING", 2: "DONE", 3: "READY"})
-    assert set(lost) == {1, 3}
-    assert "handed it out again" in lost[1] and "never run here" in lost[3]
+    lost = ledger.lost({1: "RUNNING", 2: "DONE", 3: "READY", 4: "RUNNING", 5: "READY", 6: "RUNNING"})
+    assert set(lost) == {1, 3}                              # 5, never run, is only queued
+    assert "handed it out again" in lost[1]
+    assert lost[3] == "its DONE was taken, and the dispatcher now says READY"
     assert ledger.summary({2: "READY"})["lost"]["2"] == "its DONE was committed, and the dispatcher now says READY"

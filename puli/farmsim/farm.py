@@ -81,12 +81,14 @@ class SimFarm:
         self.stats = Stats()
         self.nodes = []
         self.by_address = {}            # (host, port) -> SimNode
+        self.first_starts = {}          # task id -> when a run of it first started here (time.time())
         self.sites = {}                 # SimNode -> its aiohttp site
         self.slow = set()
         self.refusing = set()
         self.session = None
         self.runner = None
-        self.started = None
+        self.started = self.started_at = None
+        self.closing = False
         self.stopping = None
         headers = {"Content-Type": "application/json"}
         if options.token:
@@ -252,7 +254,7 @@ class SimFarm:
                 self.slow.add(node)
             if rng.random() < options.refuse_fraction:
                 self.refusing.add(node)
-        self.started = self.now()
+        self.started, self.started_at = self.now(), time.time()
         try:
             for node in self.nodes:
                 await self._bring_up(node)
@@ -265,6 +267,7 @@ class SimFarm:
                 pass
             for task in background:
                 task.cancel()
+            await self._close()
             final = await self._final_statuses() if options.query_token else None
             return self.summary(final)
         finally:
@@ -273,6 +276,13 @@ class SimFarm:
                     task.cancel()
             await self.runner.cleanup()
             await self.session.close()
+
+    async def _close(self, timeout=10.0):
+        """As puli-worker stops: no new work, and the reports waiting go out (for `timeout` s)."""
+        self.closing = True
+        deadline = self.now() + timeout
+        while self.now() < deadline and any(node.pending for node in self.nodes if node.alive):
+            await asyncio.sleep(0.1)
 
     async def _sample(self):
         while True:
@@ -316,6 +326,7 @@ class SimFarm:
         gaps = sorted(self.stats.idle_gaps)
         return {
             "nodes": self.options.nodes,
+            "startedAt": self.started_at,
             "seconds": round(elapsed, 1),
             "completionsPerSecond": round(len(self.ledger.completions) / elapsed, 1) if elapsed else 0.0,
             "idleGap": _percentiles(gaps),
@@ -325,6 +336,7 @@ class SimFarm:
             "calls": self.stats.calls,
             "received": self.stats.received,
             "timeline": self.stats.timeline,
+            "firstStarts": {str(k): v for k, v in self.first_starts.items()},
             "ledger": self.ledger.summary(final),
         }
 

@@ -7,9 +7,8 @@ report refused as stale) or abandoned (its node died). Nothing here trusts the d
 - **ran twice**: a command with more than one run that ended DONE, or with two runs that were
   under way at the same moment (on one node or two);
 - **lost**: a command whose DONE the dispatcher took and committed, yet which it hands out
-  again or shows as not DONE at the end; and, when the dispatcher's final statuses are
-  given (the jobs the run was meant to finish), any of their commands not DONE (nor
-  canceled) at the end.
+  again; or, when the dispatcher's final statuses are given, a command whose last run here
+  ended DONE, taken by the dispatcher, and which it shows otherwise at the end.
 """
 from dataclasses import dataclass, field
 
@@ -23,7 +22,8 @@ class Run:
     ended: float = None
     status: str = None          # the final status the node reported
     outcome: str = None         # "ended", "dropped", "abandoned"
-    committed: bool = False     # the dispatcher committed its end
+    taken: bool = False         # the dispatcher took its end (2xx)
+    committed: bool = False     # ... and committed it
 
 
 @dataclass
@@ -50,8 +50,11 @@ class Ledger:
         if run.outcome is None:
             run.ended, run.outcome = now, outcome
 
+    def take(self, run):
+        run.taken = True
+
     def commit(self, run):
-        run.committed = True
+        run.taken = run.committed = True
 
     # -- the verdict ----------------------------------------------------------------------------
     def ran_twice(self):
@@ -70,7 +73,9 @@ class Ledger:
 
     def lost(self, final_statuses=None):
         """{command id: why} for every command lost. `final_statuses`: {command id: status name}
-        as the dispatcher shows them at the end, for the commands it was asked about."""
+        as the dispatcher shows them at the end. A command still queued is not lost; one whose
+        end the dispatcher took, or whose last run here ended DONE, and which it shows
+        otherwise, is."""
         found = {}
         for command_id, runs in self.runs.items():
             last = runs[-1]
@@ -78,16 +83,11 @@ class Ledger:
             if committed and committed[-1] is not last:
                 found[command_id] = (f"its DONE on {committed[-1].node} was committed, and the "
                                      f"dispatcher handed it out again ({_show(last)})")
-            elif final_statuses is not None and command_id in final_statuses:
-                status = final_statuses[command_id]
-                if committed and status != "DONE":
-                    found[command_id] = f"its DONE was committed, and the dispatcher now says {status}"
-        if final_statuses is not None:
-            for command_id, status in final_statuses.items():
-                if status not in ("DONE", "CANCELED") and command_id not in found:
-                    runs = self.runs.get(command_id)
-                    where = f"last run {_show(runs[-1])}" if runs else "never run here"
-                    found[command_id] = f"{status} at the end ({where})"
+                continue
+            status = (final_statuses or {}).get(command_id)
+            if status is not None and status != "DONE" and last.status == "DONE" and last.taken:
+                taken = "was committed" if last.committed else "was taken"
+                found[command_id] = f"its DONE {taken}, and the dispatcher now says {status}"
         return found
 
     def summary(self, final_statuses=None):

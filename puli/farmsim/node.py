@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+import time
 from collections import deque
 
 from ..model.status import CommandStatus as CS
@@ -106,6 +107,8 @@ class SimNode:
 
     def accept(self, body):
         command_id, number = body["id"], body["assignment"]
+        if self.farm.closing:
+            raise Refused(503, "Stopping", "the simulated farm is stopping")
         if self.paused:
             raise Refused(409, "Paused", f"{self.name} is paused; it takes no new work")
         run = self.runs.get(command_id)
@@ -125,6 +128,7 @@ class SimNode:
             self.farm.stats.idle_gaps.append(now - self.freed.popleft())
         run = Run(body, self.farm.behaviour.duration(body))
         run.entry = self.farm.ledger.start(command_id, number, self.name, now, run.task_id)
+        self.farm.first_starts.setdefault(run.task_id, time.time())
         self.runs[command_id] = run
         run.task = asyncio.create_task(self._play(run))
         return {"id": command_id, "assignment": number}
@@ -233,6 +237,7 @@ class SimNode:
         elif self._restarted(body.get("epoch")):
             pass                                # handed again at the registration this asks for
         elif body.get("flush", 0) > self.flushed:
+            self.farm.ledger.take(run.entry)
             run.end_flush = body["flush"]       # taken, not yet committed: kept until it is
         else:
             self.farm.ledger.commit(run.entry)
