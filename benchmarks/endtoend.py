@@ -37,6 +37,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 import MySQLdb  # noqa: E402
+import psutil  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from processes import MARIADB, Dispatcher, mariadb_database_url, wait_for  # noqa: E402
@@ -156,6 +157,7 @@ class Run:
                 raise RuntimeError(f"puli-farmsim exited with {farm.returncode}")
         probing.start()
         self.window_start = time.time()
+        cpu = {name: process_cpu(pid) for name, pid in self.neighbours(farm).items()}
         end = self.window_start + self.args.measure
         killed = not self.kill
         while time.time() < end:
@@ -167,8 +169,21 @@ class Run:
                 self.kill_and_restart()
             time.sleep(min(SAMPLE_EVERY, max(0.0, end - time.time())))
         self.window_end = time.time()
+        # Who else used the machine's cores over the window: the simulator, MariaDB.
+        for name, pid in self.neighbours(farm).items():
+            if name in cpu and cpu[name] is not None:
+                used = process_cpu(pid)
+                if used is not None:
+                    self.figures[f"{name}CpuCores"] = round((used - cpu[name]) / (self.window_end - self.window_start), 2)
         stop.set()
         probing.join()
+
+    def neighbours(self, farm):
+        found = {"simulator": farm.pid}
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] in ("mariadbd", "mysqld"):
+                found["mariadb"] = process.pid
+        return found
 
     def probe(self, stop):
         n = 0
@@ -259,6 +274,15 @@ class Run:
         self.figures["restoreSeconds"] = round(time.time() - started, 1)
         metrics = self.metrics() or {}
         self.figures["commandsInMemory"] = int(sum(v for (name, _), v in metrics.items() if name == "puli_commands"))
+
+
+def process_cpu(pid):
+    """CPU seconds (user + system) a process has used, or None when it is gone."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system
 
 
 def percentiles(values):

@@ -278,11 +278,16 @@ class SimFarm:
             await self.session.close()
 
     async def _close(self, timeout=10.0):
-        """As puli-worker stops: no new work, and the reports waiting go out (for `timeout` s)."""
+        """As puli-worker stops: no new work, and the reports waiting go out (for `timeout` s).
+        Then nothing more happens, so that what the dispatcher says next is the end's."""
         self.closing = True
+        for node in self.nodes:
+            node.hold_runs()
         deadline = self.now() + timeout
-        while self.now() < deadline and any(node.pending for node in self.nodes if node.alive):
+        while self.now() < deadline and any(node.pending or node.sending for node in self.nodes if node.alive):
             await asyncio.sleep(0.1)
+        for node in self.nodes:
+            node.freeze()
 
     async def _sample(self):
         while True:

@@ -76,6 +76,7 @@ class SimNode:
         self.alive = True           # False while "dead" (fault injection)
         self.freed = deque()        # when each of its free places was freed by a run's end
         self.pending = {}           # command id -> latest report not sent yet
+        self.sending = 0            # reports on their way
         self.urgent = asyncio.Event()
         self.tasks = []
         self.base = f"/rendernodes/{name_path(self.name)}"
@@ -85,6 +86,17 @@ class SimNode:
         self.alive = True
         self.registered = False
         self.tasks = [asyncio.create_task(self._keep_in_touch()), asyncio.create_task(self._send_reports())]
+
+    def hold_runs(self):
+        """The end of the simulation: the runs under way stay so, none ends any more."""
+        for run in self.runs.values():
+            if run.task is not None:
+                run.task.cancel()
+
+    def freeze(self):
+        """Then nothing more happens on this node: no report, no heartbeat."""
+        for task in self.tasks:
+            task.cancel()
 
     async def die(self):
         """Power off: every run lost, no more calls, the API unreachable (farm.py closes it)."""
@@ -212,7 +224,11 @@ class SimNode:
                 continue
             batch, self.pending = self.pending, {}
             for index, report in enumerate(batch.values()):
-                status, body = await self.farm.call("PUT", f"{self.base}/commands/{report['id']}/", report)
+                self.sending += 1
+                try:
+                    status, body = await self.farm.call("PUT", f"{self.base}/commands/{report['id']}/", report)
+                finally:
+                    self.sending -= 1
                 if status is None or status >= 500 or status == 429:
                     for later in list(batch.values())[index:]:
                         self.pending.setdefault(later["id"], later)
