@@ -2,6 +2,7 @@
 import falcon
 
 from . import auth, errors, openapi
+from .metrics import RequestMetrics
 from .resources import (commands, common, graphs, identity, licenses, logs, nodes, pools, query,
                         rendernodes, reports, stats_history, system, tasks, worker_protocol)
 from .sampler import RequestCounter
@@ -14,6 +15,7 @@ def create_app(service):
     """The WSGI app serving `service` (a puli.dispatcher.service.Service)."""
     settings = service.settings
     app = falcon.App(middleware=[
+        RequestMetrics(service.metrics),        # first: it times and counts every answer
         common.RequestLimits(settings.max_request_bytes),
         common.JsonOnly(),
         auth.Authorization(service, openapi.access_table(), enabled=settings.auth),

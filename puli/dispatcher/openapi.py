@@ -8,6 +8,7 @@ import functools
 import re
 
 import puli
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from puli.openapi_schema import ANY_OBJ, BOOL, INT, NUM, STR, arr, obj, ref
 
 from . import auth
@@ -473,6 +474,16 @@ op("get", "/system", "The dispatcher's state: version, uptime, readiness, databa
 op("get", "/health", "A small answer for probes, without taking the farm lock; 200 even when degraded",
    returns=obj({"ok": BOOL, "ready": BOOL, "status": {"type": "string", "enum": ["ok", "degraded"]},
                 "problems": arr(STR)}), role="public")
+op("get", "/metrics", "Prometheus metrics of the dispatcher and its farm (text exposition format)",
+   returns=STR, media=(CONTENT_TYPE_LATEST,), role="viewer",
+   description="For a Prometheus scrape job with a viewer token as its bearer token "
+               "(authorization: {type: Bearer, credentials_file: ...}). Series: puli_commands, "
+               "puli_jobs and puli_render_nodes by status; puli_dispatch_pass_seconds, "
+               "puli_dispatch_assignments_total, puli_assignment_latency_seconds, "
+               "puli_node_idle_seconds; puli_http_requests_total and puli_http_request_seconds by "
+               "route template; puli_flush_seconds, puli_flush_lag_seconds, puli_flushes_total, "
+               "puli_database_errors_total; puli_command_ends_total, puli_deliveries_total; process_*. "
+               "README.md, section Metrics, lists them all.")
 op("get", "/openapi.json", "This document", returns=ANY_OBJ, role="public")
 
 _PATH_PARAMS = {"id": INT, "name": STR}

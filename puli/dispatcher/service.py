@@ -21,6 +21,7 @@ from ..model.status import CommandStatus as CS
 from ..scheduler.dispatch import dispatch
 from . import delivery
 from .auth import Tokens
+from .metrics import Metrics
 from .senders import Senders
 from .settings import load_settings
 
@@ -89,6 +90,11 @@ class Service:
         self._audit_lock = threading.Lock()
         self._audit = [] if store is not None else deque(maxlen=AUDIT_MEMORY)
         self._purged_at = 0.0
+        self.metrics = Metrics(self)    # GET /metrics
+        # Changes taken by a flush were made after the flush before it took its own: the age
+        # of the oldest one a commit wrote is counted from then (metrics' flush lag).
+        self._changes_since = self.started_at
+        self._unwritten_since = None    # the oldest changes a failed flush gave back
 
     # -- lifecycle ----------------------------------------------------------------------------
     def restore(self):
@@ -163,6 +169,7 @@ class Service:
         tick = min(self.dispatch_interval, 1.0)
         last_pass = last_housekeeping = last_archive = last_status = 0.0
         shown = None                    # the status line systemd has
+        metrics = self.metrics
         while not self._stopping.is_set():
             woke = self._wake.wait(tick)
             self._wake.clear()
@@ -189,10 +196,16 @@ class Service:
                         totals[2] = max(totals[2], self.last_pass["seconds"])
                         totals[3] += assigned
                         last_pass = now
+                        metrics.dispatch_pass.observe(self.last_pass["seconds"])
+                        if assigned:
+                            metrics.assignments.inc(assigned)
+                    timings = farm.take_timings() if farm.waits or farm.idle_gaps else None
                     messages = [delivery.message(m) for m in farm.take_outbox()]
                     line = None
                     if now - last_status >= STATUS_INTERVAL:
                         line, last_status = self.summary(), now
+                if timings is not None:
+                    metrics.observe_timings(timings)
                 if any(m.kind == "assign" for m in messages):
                     self.make_durable()
                 self._deliver(messages)
@@ -205,6 +218,12 @@ class Service:
                 notify.watchdog()
             except Exception:                 # keep dispatching: one bad pass must not stop the farm
                 log.exception("dispatch loop iteration failed")
+
+    def drain_timings(self):
+        """The model's timings into the histograms (a scrape shows them up to now)."""
+        with self.lock:
+            timings = self.farm.take_timings()
+        self.metrics.observe_timings(timings)
 
     def make_durable(self):
         """Commit the assignments before they go out: a dispatcher restarted after a crash then
@@ -226,6 +245,7 @@ class Service:
     def _send(self, msg):
         """On a sender thread (senders.py): deliver one message; whether the worker answered."""
         outcome = delivery.send(msg, self.worker_timeout, self.worker_tls)
+        self.metrics.deliveries.labels(msg.kind, outcome.value).inc()
         if outcome is not delivery.Outcome.ACCEPTED:
             self._undelivered(msg, may_run=outcome is delivery.Outcome.UNANSWERED)
         return outcome is not delivery.Outcome.UNANSWERED
@@ -268,6 +288,7 @@ class Service:
                 try:
                     self._write_access()
                 except Exception as exc:
+                    self.metrics.database_errors.inc()
                     log.error("writing the audit trail failed, will retry: %s", exc)
             return done
 
@@ -277,6 +298,7 @@ class Service:
             self.flushes += 1
             generation = self.flushes
             dirty = self.farm.take_dirty()
+            since, self._changes_since = self._changes_since, now
             alone = []
             for held in self.held.values():
                 if dirty.discard(held.kind, held.item) or held.next_try <= now:
@@ -289,6 +311,7 @@ class Service:
                           for held in alone]
             self._writing = True
         written = []
+        started = time.perf_counter()
         try:
             refused = self.store.write(rows) if dirty else []
             for held, held_rows in alone_rows:
@@ -297,6 +320,10 @@ class Service:
                 else:
                     written.append(held)
         except Exception as exc:
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+            self.metrics.database_errors.inc()
+            if dirty and (self._unwritten_since is None or since < self._unwritten_since):
+                self._unwritten_since = since
             if self.db_error is None:
                 log.error("database write failed, will retry: %s", exc)
             self.db_error = str(exc)
@@ -320,6 +347,13 @@ class Service:
                 self.held[(kind, key)] = HeldRow(kind, key, item, reason, now)
             self.flushed = generation
             self._writing = False
+        metrics = self.metrics
+        metrics.flush_seconds.observe(time.perf_counter() - started)
+        metrics.flushes.inc()
+        if dirty:
+            oldest = since if self._unwritten_since is None else min(since, self._unwritten_since)
+            self._unwritten_since = None
+            metrics.flush_lag.observe(max(0.0, self.now() - oldest))
         if self.db_error is not None:
             log.warning("database is back; pending changes written")
             self.db_error = None

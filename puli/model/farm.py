@@ -3,7 +3,9 @@
 This is the one place where a command changes status. Each transition updates the counters of
 the command's ancestors (O(depth)), the ready indices the scheduler reads, the resources of its
 render node and licenses, the dirty sets the store flushes, and the dependencies waiting on a
-node whose status changed. No I/O here: messages for workers go to `outbox`.
+node whose status changed. No I/O here: messages for workers go to `outbox`, and the timings
+the dispatcher's metrics show (ready -> running, a node's idle gap) to two bounded buffers it
+drains (`take_timings`).
 """
 import heapq
 from collections import deque
@@ -15,9 +17,12 @@ from .outbox import Assign, Stop
 from .pools import DEFAULT_POOL, Pool, PoolShare
 from .quotas import Quotas
 from .rendernodes import RenderNode
-from .status import ACTIVE, FAILED, FINAL_NODE, CommandStatus as CS, NodeStatus
+from .status import ACTIVE, FAILED, FINAL_NODE, N_COMMAND_STATUSES, CommandStatus as CS, NodeStatus
 
 ROOT_ID = 1
+# Timings kept between two drains by the dispatcher; past this the oldest go (a farm nobody
+# drains, in a benchmark or a test, stays bounded).
+TIMINGS = 100_000
 
 
 class Farm:
@@ -49,6 +54,9 @@ class Farm:
         self.retries = []               # heap of (due, command id, attempt)
         self.wake = True                # something happened that a dispatch pass may act on
         self.job_counts = [0] * len(NodeStatus)  # jobs by status, kept as they change
+        self.ended = [0] * N_COMMAND_STATUSES   # commands that became final, by status, since the start
+        self.waits = deque(maxlen=TIMINGS)      # seconds from READY to RUNNING, per run
+        self.idle_gaps = deque(maxlen=TIMINGS)  # seconds a node sat empty before its next assignment
         self.get_pool(DEFAULT_POOL)
 
     # -- ids --------------------------------------------------------------------------------
@@ -138,6 +146,9 @@ class Farm:
                     self.commands[cmd.id] = cmd
                     node.counts[cmd.status] += 1
                     node.completion_sum += cmd.completion
+                    cmd.ready_time = None   # (the store's restore makes commands without __init__)
+                for cmd in node.ready:  # submitted (or restored) READY: waiting since then
+                    cmd.ready_time = cmd.update_time or now
         # Counters bottom-up, then the root once.
         for node in reversed(list(job.walk())):
             if not node.is_task:
@@ -217,10 +228,15 @@ class Farm:
         if (old == CS.RUNNING or new == CS.RUNNING) and rn is not None and cmd.id in rn.commands:
             rn.running += (new == CS.RUNNING) - (old == CS.RUNNING)
         if old in ACTIVE and new not in ACTIVE:
-            self._release(cmd)
+            self._release(cmd, now)
         task = cmd.task
         if new == CS.READY:
             task.ready.append(cmd)
+            cmd.ready_time = now
+        elif new == CS.RUNNING:
+            self.run_started(cmd, now)
+        elif new >= CS.DONE and old < CS.DONE:
+            self.ended[new] += 1
         ready_before = task.counts[CS.READY]
         node = task
         while node is not None:
@@ -235,6 +251,13 @@ class Farm:
             self.refresh_ready(task)
         if new == CS.RUNNING and old == CS.ASSIGNED and cmd.render_node is not None:
             self.refresh_render_node(cmd.render_node)     # ASSIGNED -> WORKING
+
+    def run_started(self, cmd, now):
+        """A worker's first report of a run (RUNNING, or already its end): the wait since
+        READY is over."""
+        if cmd.ready_time is not None:
+            self.waits.append(now - cmd.ready_time)
+            cmd.ready_time = None
 
     def set_completion(self, cmd, value):
         delta = value - cmd.completion
@@ -317,7 +340,10 @@ class Farm:
     def refresh_render_node(self, rn):
         """Keep a node's status and its place among its pools' free nodes up to date."""
         rn.status = rn.derive_status()
-        free = rn.dispatchable and rn.free_cores > 0
+        dispatchable = rn.dispatchable
+        if not dispatchable:
+            rn.idle_since = None        # down, paused or quarantined: not waiting for work
+        free = dispatchable and rn.free_cores > 0
         for pool in rn.pools:
             if free:
                 if rn not in pool.free:
@@ -338,6 +364,9 @@ class Farm:
         cmd.start_time = now
         cmd.end_time = None
         cmd.message = ""
+        if rn.idle_since is not None:
+            self.idle_gaps.append(now - rn.idle_since)
+            rn.idle_since = None
         self.hold(cmd, rn)
         self.set_status(cmd, CS.ASSIGNED, now)
         self.refresh_render_node(rn)
@@ -355,11 +384,13 @@ class Farm:
                 lic.holders[cmd.id] = rn.name
                 lic.used += 1
 
-    def _release(self, cmd):
+    def _release(self, cmd, now):
         rn = cmd.render_node
         if rn is not None and rn.commands.pop(cmd.id, None) is not None:
             rn.free_cores += cmd.cores
             rn.free_ram += cmd.ram
+            if not rn.commands:
+                rn.idle_since = now
             self.refresh_render_node(rn)
         for name in cmd.task.licenses:
             lic = self.licenses.get(name)
@@ -471,6 +502,12 @@ class Farm:
     def take_outbox(self):
         out, self.outbox = self.outbox, []
         return out
+
+    def take_timings(self):
+        """(ready -> running seconds, idle gaps of nodes) since the last call."""
+        waits, gaps = self.waits, self.idle_gaps
+        self.waits, self.idle_gaps = deque(maxlen=TIMINGS), deque(maxlen=TIMINGS)
+        return waits, gaps
 
     def take_dirty(self):
         dirty, self.dirty = self.dirty, Dirty()

@@ -169,7 +169,7 @@ class Command:
 
     __slots__ = ("id", "task", "description", "status", "completion", "attempt", "start_time",
                  "update_time", "end_time", "render_node", "assignment", "cores", "ram",
-                 "message", "stats", "args_json", "nb_frames", "archived")
+                 "message", "stats", "args_json", "nb_frames", "archived", "ready_time")
 
     def __init__(self, id, task, description, args_json="{}", status=CommandStatus.READY,
                  nb_frames=1):
@@ -191,6 +191,7 @@ class Command:
         self.args_json = args_json      # kept as text: parsed only when a worker needs it
         self.nb_frames = nb_frames
         self.archived = False
+        self.ready_time = None          # when it last became READY, until a run of it starts
 
     @property
     def arguments(self):

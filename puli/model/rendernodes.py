@@ -35,6 +35,7 @@ class RenderNode:
         self.token_id = None            # the token that registered it: the only one it answers
         self.secret = None              # what its worker asks of us (given at registration, kept in memory)
         self.scheme = "http"            # how its worker's API is reached: http, or https
+        self.idle_since = None          # when its last command ended, until its next assignment
         self.history = deque()          # (job id, failed) of the last final commands, one per job
         self.status = RenderNodeStatus.UNKNOWN
 

@@ -250,6 +250,8 @@ def _apply_report(farm, cmd, report, now):
     if status == CS.RUNNING:
         farm.set_status(cmd, CS.RUNNING, now)
     elif status in (CS.DONE, CS.ERROR):
+        if cmd.status == CS.ASSIGNED:
+            farm.run_started(cmd, now)  # it ran and ended before a RUNNING report got here
         farm.finish(cmd, status, now)
     elif status == CS.CANCELED:
         farm.requeue(cmd, now)          # killed on the node, not by a user: run it again

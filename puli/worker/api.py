@@ -27,6 +27,7 @@ import falcon
 from puli.model.limits import BIGINT_MAX, INT_MAX
 
 from . import openapi
+from .metrics import CONTENT_TYPE_LATEST
 
 log = logging.getLogger("puli.worker.api")
 
@@ -239,6 +240,17 @@ class OpenAPI:
         resp.media = openapi.document()
 
 
+class Metrics:
+    """The Prometheus text format of the worker's registry (metrics.py)."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    def on_get(self, req, resp):
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = self.worker.metrics.exposition()
+
+
 def _refused(req, resp, ex, params):
     raise falcon.HTTPError(falcon.code_to_http_status(ex.status), title=ex.title,
                            description=ex.description)
@@ -264,14 +276,29 @@ def _serialize_error(req, resp, ex):
 
 
 class DispatcherOnly:
-    """Middleware: `Authorization: Bearer <the secret of the last registration>`, or 401."""
+    """Middleware: `Authorization: Bearer <the secret of the last registration>`, or 401.
+    GET /metrics also takes the metrics token (metrics_token_file): 403 while there is none."""
 
     def __init__(self, worker):
         self.worker = worker
 
     def process_request(self, req, resp):
         scheme, _, secret = (req.get_header("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not self.worker.allows(secret.strip()):
+        bearer = secret.strip() if scheme.lower() == "bearer" else None
+        if req.path == "/metrics" and not (bearer and self.worker.allows(bearer)):
+            if self.worker.metrics_token is None:
+                raise falcon.HTTPForbidden(
+                    title="Metrics are off",
+                    description="this worker has no metrics token: set metrics_token_file (a file "
+                                "holding the token a Prometheus scrape shows as its bearer token)")
+            if bearer is None or not self.worker.allows_metrics(bearer):
+                raise falcon.HTTPUnauthorized(
+                    title="Not the metrics token",
+                    description="GET /metrics needs 'Authorization: Bearer <the token in this "
+                                "worker's metrics_token_file>'",
+                    challenges=['Bearer realm="puli-worker-metrics"'])
+            return
+        if bearer is None or not self.worker.allows(bearer):
             raise falcon.HTTPUnauthorized(
                 title="Not the dispatcher",
                 description="this worker obeys its dispatcher only: show the secret it gave at "
@@ -314,6 +341,7 @@ def create_app(worker, max_request_bytes=1024 * 1024):
     app.add_route("/sysinfos", SysInfos(worker))
     app.add_route("/updatesysinfos", UpdateSysInfos(worker))
     app.add_route("/openapi.json", OpenAPI())
+    app.add_route("/metrics", Metrics(worker))
     return app
 
 

@@ -10,8 +10,10 @@ import functools
 import re
 
 import puli
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from puli.openapi_schema import ANY_OBJ, BOOL, INT, NUM, STR, arr, nullable, obj, ref
 from puli.model.limits import BIGINT_MAX, INT_MAX
+
 
 
 # The dispatcher's ids and assignments are BIGINTs (puli/model/limits.py); cores and RAM INTs.
@@ -133,11 +135,19 @@ op("get", "/sysinfos", "This node's system information, load and state", returns
 op("post", "/updatesysinfos", "Send the full system information, read afresh, with the next heartbeat",
    returns=obj({"updating": {"type": "boolean", "enum": [True]}}, required=("updating",)), ok=202)
 op("get", "/openapi.json", "This document", returns=ANY_OBJ)
+op("get", "/metrics", "Prometheus metrics of this worker and its running commands (text exposition format)",
+   returns=STR, content=CONTENT_TYPE_LATEST, errors=(403,),
+   description="Answered to the bearer token in the worker's metrics_token_file (a Prometheus "
+               "scrape's), or to the dispatcher's secret; 403 while metrics_token_file is unset. "
+               "Series: puli_worker_running_commands, puli_worker_command_cpu_seconds_total and "
+               "puli_worker_command_memory_bytes by command (read from each running command's "
+               "cgroup, absent without one), puli_worker_heartbeats_total by outcome, process_*.")
 
 _PATH_PARAMS = {"id": ID}
 _REASONS = {
     400: "Bad request: the title and description name the field or header",
     401: "Not the dispatcher: no secret, or not the one of the last registration",
+    403: "Metrics are off: metrics_token_file is unset",
     404: "Not found",
     409: "Conflict with what this worker runs",
     411: "A chunked body: send it with a Content-Length",

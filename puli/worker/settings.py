@@ -62,6 +62,10 @@ SCHEMA = {
     "tls_cert": Setting(Path(optional=True),
                         "Certificate (PEM) the worker's API serves TLS with; empty: plain HTTP."),
     "tls_key": Setting(Path(optional=True), "The private key of tls_cert."),
+    "metrics_token_file": Setting(
+        Path(optional=True),
+        "A file holding the token Prometheus shows (as a bearer token) for GET /metrics, readable "
+        "by the worker's user only; empty: /metrics is refused (403)."),
     "max_request_bytes": Setting(Size(minimum=1024), "Largest request body the worker's API accepts."),
     "request_timeout": Setting(
         Duration(minimum=0.5),
@@ -92,6 +96,8 @@ def load_settings(args=None, /, *, system_file=SYSTEM_PATH, **values) -> config.
     short_host = socket.gethostname().split(".")[0]
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise config.ConfigError(["tls_cert and tls_key go together: set both, or neither"])
+    if settings.metrics_token_file:
+        read_secret_file(settings.metrics_token_file, "metrics_token_file")     # refused at start
     return settings.replace(
         name=(settings.name or f"{short_host}:{settings.port}").lower(),
         host=settings.host or _callback_host(),

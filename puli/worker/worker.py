@@ -23,7 +23,9 @@ from . import sysinfo
 from .api import ApiServer, Refused
 from .client import Client, Unreachable
 from .killfile import KILL, Killfile
+from .metrics import WorkerMetrics
 from .sender import DELIVERED, STOP, Sender
+from .settings import read_secret_file
 from .sweep import Sweeper
 from .watchers import SpawnError, Watchers
 
@@ -90,6 +92,10 @@ class Worker:
         self.next_watchdog = 0.0
         self.next_killfile_check = 0.0
         self.status_line = None
+        # GET /metrics on our API: to whoever shows this token (or the dispatcher's secret).
+        self.metrics_token = (read_secret_file(settings.metrics_token_file, "metrics_token_file")
+                              if settings.metrics_token_file else None)
+        self.metrics = WorkerMetrics(self)
 
     def dispatcher_client(self):
         s = self.settings
@@ -261,8 +267,11 @@ class Worker:
         if now >= self.host_due:
             body.update(self.host_info(refresh=True))
         answer = self._call(self.client.heartbeat, body)
+        heartbeats = self.metrics.heartbeats
         if answer is None:
+            heartbeats.labels("unanswered").inc()
             return
+        heartbeats.labels("ok" if answer.ok else "unknown_node" if answer.status == 404 else "refused").inc()
         if answer.status == 404:
             log.warning("the dispatcher forgot this node: registering again")
             self.registered = False
@@ -355,6 +364,11 @@ class Worker:
     def allows(self, secret):
         """True when a request to our API shows the dispatcher's secret."""
         return any(hmac.compare_digest(secret, known) for known in self.secrets)
+
+    def allows_metrics(self, token):
+        """True when a request for /metrics shows the metrics token (metrics_token_file)."""
+        # As bytes: compare_digest refuses a str that is not ASCII, and a header may be anything.
+        return self.metrics_token is not None and hmac.compare_digest(token.encode(), self.metrics_token.encode())
 
     def _call(self, method, *args):
         """A call to the dispatcher; None when it did not answer (logged once per outage)."""

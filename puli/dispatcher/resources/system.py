@@ -1,4 +1,5 @@
-"""/stats (Puli's farm snapshot), /system (the dispatcher's state) and /openapi.json."""
+"""/stats (Puli's farm snapshot), /system (the dispatcher's state), /metrics (Prometheus) and
+/openapi.json."""
 import os
 import platform
 import socket
@@ -8,6 +9,7 @@ import puli
 
 from ...model.status import CommandStatus, RenderNodeStatus
 from .. import openapi, views
+from ..metrics import CONTENT_TYPE_LATEST
 
 
 class Stats:
@@ -97,6 +99,18 @@ class Health:
                       "status": "degraded" if problems else "ok", "problems": problems}
 
 
+class Metrics:
+    """The Prometheus text format of the service's registry (metrics.py)."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def on_get(self, req, resp):
+        self.service.drain_timings()
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = self.service.metrics.exposition()
+
+
 class OpenAPI:
     def on_get(self, req, resp):
         resp.media = openapi.document()
@@ -107,5 +121,6 @@ def routes(service):
         ("/stats", Stats(service)),
         ("/system", System(service)),
         ("/health", Health(service)),
+        ("/metrics", Metrics(service)),
         ("/openapi.json", OpenAPI()),
     ]
