@@ -65,7 +65,7 @@ def test_the_dispatcher_serves_its_farm_and_its_own_work_to_a_viewer(farm, tmp_p
     assert value(found, "puli_dispatch_assignments_total") >= 1
     assert value(found, "puli_assignment_latency_seconds_count") == 1
     assert value(found, "puli_command_ends_total", status="DONE") == 1
-    assert value(found, "puli_deliveries_total", kind="assign", outcome="accepted") == 1
+    assert value(found, "puli_deliveries_total", kind="assign", outcome="started") == 1
     assert sum(v for (name, labels), v in found.items() if name == "puli_render_nodes") == 1
     assert value(found, "puli_flushes_total") > 0 and value(found, "puli_flush_seconds_count") > 0
     assert value(found, "puli_flush_lag_seconds_count") > 0
@@ -129,11 +129,15 @@ def test_the_worker_serves_its_commands_to_the_metrics_token(farm, tmp_path, mod
                                        "--set", f"isolation={'pgroup' if mode == 'pgroup' else 'auto'}"))
     flag = tmp_path / "go"
     cmd_id = the_command(farm, submit(farm, job("watched", waiting_command(flag))))
-    reaches(farm, cmd_id, CS.RUNNING)
+    reaches(farm, cmd_id, CS.RUNNING)       # (its watcher started: the command may not be yet)
 
-    status, content_type, text = scrape(worker.url, token)
-    assert status == 200 and content_type.startswith("text/plain"), text
-    found = samples(text)
+    def scraped():
+        status, content_type, text = scrape(worker.url, token)
+        assert status == 200 and content_type.startswith("text/plain"), text
+        found = samples(text)
+        # Once its command has run a moment: memory in its cgroup, where it has one.
+        return found if mode == "pgroup" or value(found, "puli_worker_command_memory_bytes", command=str(cmd_id)) else None
+    found = wait_for(scraped, what="the command's figures")
     assert value(found, "puli_worker_running_commands") == 1
     assert value(found, "puli_worker_registered") == 1
     assert value(found, "process_resident_memory_bytes") > 0

@@ -115,8 +115,9 @@ def test_a_lost_node_s_command_stays_timeout_after_one_run_until_an_operator_res
     worker = ready_worker(farm)
     runs, gate = tmp_path / "runs", tmp_path / "gate"
     job_id = submit(farm, two_tasks(gated(runs, gate), "true", maxAttempt=3))
-    t1, _ = wait_for(lambda: [c["id"] for c in commands(farm, job_id)] or None, what="the commands")
+    t1, t2 = wait_for(lambda: [c["id"] for c in commands(farm, job_id)] or None, what="the commands")
     first = reaches(farm, t1, CS.RUNNING, 30)
+    reaches(farm, t2, CS.DONE, 30)          # the node dies with one command running, the gated one
     host_dies(worker)
 
     lost = reaches(farm, t1, CS.TIMEOUT, 30)

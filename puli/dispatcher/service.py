@@ -246,9 +246,21 @@ class Service:
         """On a sender thread (senders.py): deliver one message; whether the worker answered."""
         outcome = delivery.send(msg, self.worker_timeout, self.worker_tls)
         self.metrics.deliveries.labels(msg.kind, outcome.value).inc()
-        if outcome is not delivery.Outcome.ACCEPTED:
+        if outcome is delivery.Outcome.STARTED:
+            self._started(msg)
+        elif outcome is not delivery.Outcome.ACCEPTED:
             self._undelivered(msg, may_run=outcome is delivery.Outcome.UNANSWERED)
         return outcome is not delivery.Outcome.UNANSWERED
+
+    def _started(self, msg):
+        """The worker took the assignment and says its run started: RUNNING, unless a report
+        got there first (it may have ended already)."""
+        with self.lock:
+            cmd = self.farm.commands.get(msg.command_id)
+            if cmd is not None and cmd.assignment == msg.assignment and cmd.status == CS.ASSIGNED:
+                now = self.now()
+                cmd.update_time = now
+                self.farm.set_status(cmd, CS.RUNNING, now)
 
     def _undelivered(self, msg, may_run=False):
         """A message the worker did not take, or given up unsent. A stop order is let go (the

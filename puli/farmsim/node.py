@@ -2,8 +2,8 @@
 
 Towards the dispatcher (puli/worker/client.py's routes): it registers with its system
 information and what it still runs, heartbeats every `heartbeat_interval`, reports each run
-(RUNNING, progress, then its end) from one sender loop per node, in order, a status change at
-once and progress coalesced; keeps each end until a heartbeat says the flush that took it is
+(progress, then its end: its answer to the assignment said RUNNING) from one sender loop per
+node, in order, a status change at once and progress coalesced; keeps each end until a heartbeat says the flush that took it is
 committed, and registers again, with what it holds, when the dispatcher's epoch changes.
 Towards it (the worker's API, served by farm.py): assignments, stop orders, pause.
 
@@ -143,7 +143,7 @@ class SimNode:
         self.farm.first_starts.setdefault(run.task_id, time.time())
         self.runs[command_id] = run
         run.task = asyncio.create_task(self._play(run))
-        return {"id": command_id, "assignment": number}
+        return {"id": command_id, "assignment": number, "status": int(CS.RUNNING)}
 
     def order_stop(self, command_id, number):
         run = self.runs.get(command_id)
@@ -163,7 +163,7 @@ class SimNode:
 
     # -- a run -------------------------------------------------------------------------------
     async def _play(self, run):
-        self._put(run.report(), urgent=True)
+        # No RUNNING report: the answer to the assignment said so (delivery.py's contract).
         progress = self.farm.options.progress_interval
         elapsed = 0.0
         while elapsed < run.duration:

@@ -52,7 +52,10 @@ SCHEMAS = {
         description="The dispatcher's assignment (puli/model/outbox.py): started under a "
                     "commandwatcher. Other fields are kept in the watcher's assignment.json."),
     "Accepted": obj({"id": INT, "assignment": INT,
-                     "watcherPid": nullable(INT) | {"description": "the run's commandwatcher"}},
+                     "watcherPid": nullable(INT) | {"description": "the run's commandwatcher"},
+                     "status": COMMAND_STATUS | {"description": "3 (RUNNING) once its watcher is "
+                                                               "started: the dispatcher needs no "
+                                                               "report to say so"}},
                     required=("id", "assignment", "watcherPid")),
     "Run": obj({
         "id": INT, "assignment": INT,

@@ -27,7 +27,7 @@ from .metrics import WorkerMetrics
 from .sender import DELIVERED, STOP, Sender
 from .settings import read_secret_file
 from .sweep import Sweeper
-from .watchers import SpawnError, Watchers
+from .watchers import RUNNING, SpawnError, Watchers
 
 log = logging.getLogger("puli.worker")
 
@@ -478,7 +478,8 @@ class Worker:
             self.runs[command_id] = run
         log.info("command %d (assignment %d): watcher %d started", command_id, number, run.watcher_pid())
         self.wake.set()
-        return {"id": command_id, "assignment": number, "watcherPid": run.watcher_pid()}
+        # "status": RUNNING tells the dispatcher the run has started (delivery.py's contract).
+        return {"id": command_id, "assignment": number, "watcherPid": run.watcher_pid(), "status": RUNNING}
 
     def order_stop(self, command_id, number=None):
         with self.lock:
