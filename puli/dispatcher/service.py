@@ -31,7 +31,7 @@ HELD_RETRY = 30.0   # s between two tries of a row the database refused, while i
 AUDIT_PURGE = 3600.0  # s between two purges of audit records older than audit_retention
 AUDIT_MEMORY = 10_000  # audit records kept in memory without a database
 STATUS_INTERVAL = 5.0  # s between two refreshes of the status line systemd shows (when it changed)
-SENDERS = 16        # threads delivering to workers (each node is served by one at a time)
+SENDERS = 64        # threads delivering to workers (each node is served by one at a time)
 
 
 class HeldRow:
