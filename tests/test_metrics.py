@@ -65,7 +65,7 @@ def test_the_dispatcher_serves_its_farm_and_its_own_work_to_a_viewer(farm, tmp_p
     assert value(found, "puli_dispatch_assignments_total") >= 1
     assert value(found, "puli_assignment_latency_seconds_count") == 1
     assert value(found, "puli_command_ends_total", status="DONE") == 1
-    assert value(found, "puli_deliveries_total", kind="assign", outcome="started") == 1
+    assert value(found, "puli_deliveries_total", kind="assign", outcome="accepted") == 1
     assert sum(v for (name, labels), v in found.items() if name == "puli_render_nodes") == 1
     assert value(found, "puli_flushes_total") > 0 and value(found, "puli_flush_seconds_count") > 0
     assert value(found, "puli_flush_lag_seconds_count") > 0

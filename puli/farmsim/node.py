@@ -129,7 +129,7 @@ class SimNode:
             run = None
         if run is not None:
             if run.assignment == number:
-                return {"id": command_id, "assignment": number}
+                return {"id": command_id, "assignment": number, "status": run.status}
             raise Refused(409, "Busy", f"command {command_id} still runs here under assignment {run.assignment}")
         used = sum(r.cores for r in self.runs.values() if not r.final)
         cores = max(1, int(body.get("cores") or 1))

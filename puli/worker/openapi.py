@@ -53,9 +53,10 @@ SCHEMAS = {
                     "commandwatcher. Other fields are kept in the watcher's assignment.json."),
     "Accepted": obj({"id": INT, "assignment": INT,
                      "watcherPid": nullable(INT) | {"description": "the run's commandwatcher"},
-                     "status": COMMAND_STATUS | {"description": "3 (RUNNING) once its watcher is "
-                                                               "started: the dispatcher needs no "
-                                                               "report to say so"}},
+                     "status": COMMAND_STATUS | {"description": "3 (RUNNING): the run has started, "
+                                                               "no report needs to say so "
+                                                               "(puli-worker leaves it out: its "
+                                                               "watcher's report says when)"}},
                     required=("id", "assignment", "watcherPid")),
     "Run": obj({
         "id": INT, "assignment": INT,

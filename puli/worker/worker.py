@@ -27,7 +27,7 @@ from .metrics import WorkerMetrics
 from .sender import DELIVERED, STOP, Sender
 from .settings import read_secret_file
 from .sweep import Sweeper
-from .watchers import RUNNING, SpawnError, Watchers
+from .watchers import SpawnError, Watchers
 
 log = logging.getLogger("puli.worker")
 
@@ -478,8 +478,9 @@ class Worker:
             self.runs[command_id] = run
         log.info("command %d (assignment %d): watcher %d started", command_id, number, run.watcher_pid())
         self.wake.set()
-        # "status": RUNNING tells the dispatcher the run has started (delivery.py's contract).
-        return {"id": command_id, "assignment": number, "watcherPid": run.watcher_pid(), "status": RUNNING}
+        # No "status": RUNNING here (delivery.py's contract): the watcher's own first state says
+        # when the command runs, and its report tells the dispatcher.
+        return {"id": command_id, "assignment": number, "watcherPid": run.watcher_pid()}
 
     def order_stop(self, command_id, number=None):
         with self.lock:
