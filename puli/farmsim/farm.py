@@ -173,13 +173,7 @@ class SimFarm:
         if node in self.refusing:
             self._count(request, 503)
             raise _error(503, "Refusing", f"{node.name} refuses work (fault injection)")
-        try:
-            answer = node.accept(body)
-        except Refused as exc:
-            self._count(request, exc.status)
-            raise _error(exc.status, exc.title, exc.description) from None
-        self._count(request, 202)
-        return web.json_response(answer, status=202)
+        return self._accepted(request, node.accept, body)
 
     async def _on_stop(self, request):
         node = await self._node_of(request)
@@ -187,8 +181,12 @@ class SimFarm:
             number = int(request.query.get("assignment", "0"))
         except ValueError:
             raise _error(400, "Bad assignment", "'assignment' must be an integer") from None
+        return self._accepted(request, node.order_stop, int(request.match_info["id"]), number)
+
+    def _accepted(self, request, act, *args):
+        """A node's answer to an order: 202 with what `act` says, or its refusal; counted."""
         try:
-            answer = node.order_stop(int(request.match_info["id"]), number)
+            answer = act(*args)
         except Refused as exc:
             self._count(request, exc.status)
             raise _error(exc.status, exc.title, exc.description) from None
