@@ -1,14 +1,14 @@
 """The dispatcher's Falcon application: routes, error handlers and middleware, nothing else."""
 import falcon
 
-from . import auth, errors, openapi
+from . import auth, errors, openapi, ui
 from .metrics import RequestMetrics
 from .resources import (commands, common, graphs, identity, licenses, logs, nodes, pools, query,
                         rendernodes, reports, stats_history, system, tasks, worker_protocol)
 from .sampler import RequestCounter
 
 AREAS = (graphs, nodes, tasks, commands, logs, rendernodes, worker_protocol, pools, licenses, query,
-         identity, system, stats_history, reports)
+         identity, system, stats_history, reports, ui)
 
 
 def create_app(service):
@@ -24,7 +24,10 @@ def create_app(service):
     ])
     app.req_options.strip_url_path_trailing_slash = True
     json_handler = common.json_handler()
-    app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
+    app.req_options.media_handlers = falcon.media.Handlers({
+        falcon.MEDIA_JSON: json_handler,
+        falcon.MEDIA_URLENCODED: falcon.media.URLEncodedFormHandler(),    # the monitor's forms only
+    })
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     errors.install(app)
     for area in AREAS:

@@ -14,6 +14,7 @@ import threading
 import falcon
 
 from ..model.limits import NAME_CHARS
+from . import sessions
 
 log = logging.getLogger("puli.dispatcher.auth")
 
@@ -87,7 +88,10 @@ class Tokens:
     # -- checking ---------------------------------------------------------------------------
     def identify(self, token):
         """The Identity of a token; Unauthenticated otherwise."""
-        key = digest(token)
+        return self.identify_digest(digest(token))
+
+    def identify_digest(self, key):
+        """The Identity of the token of that digest (a monitor's session keeps only it)."""
         now = self.clock()
         with self.lock:
             known = self.known.get(key)
@@ -223,21 +227,17 @@ class Authorization:
             req.context.identity = TRUSTED
             return
         if PUBLIC in access.roles:
-            req.context.identity = None
-            token = bearer(req)
-            if token:
-                try:
-                    req.context.identity = self.service.tokens.identify(token)
-                except Unauthenticated:
-                    pass
+            try:
+                req.context.identity = self._identify(req)
+            except (Unauthenticated, falcon.HTTPForbidden):
+                req.context.identity = None
             return
-        token = bearer(req)
-        if token is None:
-            raise _unauthorized(access, "no token")
         try:
-            identity = self.service.tokens.identify(token)
+            identity = self._identify(req)
         except Unauthenticated as exc:
-            raise _unauthorized(access, str(exc)) from None
+            raise _unauthorized(req, access, str(exc)) from None
+        if identity is None:
+            raise _unauthorized(req, access, "no token")
         req.context.identity = identity
         role = next((r for r in access.roles if identity.admits(r)), None)
         if role is None:
@@ -248,6 +248,22 @@ class Authorization:
                 raise _forbidden(access, identity, f"this worker token is bound to {identity.node}, not {name}")
         elif role == "artist" and identity.role == "artist" and access.own:
             self._own(req, access, identity, params)
+
+    def _identify(self, req):
+        """The caller: a bearer token's identity, else a monitor session's (whose actions
+        must carry the session's CSRF secret), else None."""
+        token = bearer(req)
+        if token is not None:
+            return self.service.tokens.identify(token)
+        session_id = req.cookies.get(sessions.COOKIE)
+        if not session_id:
+            return None
+        identity, csrf = self.service.sessions.identify(session_id)
+        req.context.csrf = csrf
+        if req.method in STATE_CHANGING and not sessions.same_secret(_csrf_of(req), csrf):
+            raise falcon.HTTPForbidden(
+                title="Forbidden", description="this action lacks the page's CSRF token: reload the page and try again")
+        return identity
 
     def _own(self, req, access, identity, params):
         """An artist acts on its own jobs: the job the route's id names must be its user's."""
@@ -294,7 +310,21 @@ def needs(access):
     return f"this route needs the role {roles}{above}{own}"
 
 
-def _unauthorized(access, reason):
+def _csrf_of(req):
+    """The CSRF secret an action carries: its X-CSRF-Token header, or a form's csrf field."""
+    header = req.get_header("X-CSRF-Token")
+    if header:
+        return header
+    if (req.content_type or "").startswith(falcon.MEDIA_URLENCODED):
+        value = req.get_media().get("csrf")
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _unauthorized(req, access, reason):
+    if req.method == "GET" and req.path.startswith("/ui/"):
+        # A page of the monitor: the browser goes to the sign-in form, and back here after.
+        return falcon.HTTPSeeOther("/ui/signin?" + falcon.to_query_str({"next": req.relative_uri}, prefix=False))
     return falcon.HTTPUnauthorized(
         title="Authentication required",
         description=f"{reason}: {needs(access)}; {HOW_TO}",

@@ -486,6 +486,38 @@ op("get", "/metrics", "Prometheus metrics of the dispatcher and its farm (text e
                "README.md, section Metrics, lists them all.")
 op("get", "/openapi.json", "This document", returns=ANY_OBJ, role="public")
 
+# -- the web monitor (puli/dispatcher/ui): HTML pages; their errors are pages too ---------------------
+def page(path, summary, *, role="viewer", query=(), ok=200, errors=(404,), method="get", form=None):
+    op(method, path, summary, role=role, query=query, returns=STR, ok=ok, errors=errors,
+       media=(HTML,), description="A page of the web monitor: its answers and its errors are HTML.")
+    OPERATIONS[-1]["page"] = True
+    if form is not None:
+        OPERATIONS[-1]["form"] = form
+
+
+UI_QUERY = [_q("sort", STR, "a column, '-' first for descending"), _q("offset", INT, "rows to skip"),
+            _q("limit", INT, "rows per page")]
+page("/ui", "The monitor's home: its jobs page", role="public", ok=302, errors=())
+page("/ui/signin", "The sign-in form (?next=: the monitor page to go to after)", role="public",
+     query=[_q("next", STR, "a /ui/ page")], errors=())
+page("/ui/signin", "Sign in with a token: a session cookie (HttpOnly, SameSite=Strict) and back to next",
+     role="public", method="post", ok=303, errors=(400, 401),
+     form=obj({"token": STR, "csrf": STR, "next": STR}, required=("token", "csrf")))
+page("/ui/signout", "Sign out: the session ends", method="post", ok=303, errors=(403,),
+     form=obj({"csrf": STR}, required=("csrf",)))
+op("get", "/ui/static/{name}", "The monitor's stylesheet and script", role="public", returns=STR,
+   media=("text/css; charset=utf-8", "text/javascript; charset=utf-8"), errors=(404,))
+page("/ui/jobs", "Jobs: filters, sort, pages, and actions on the selected ones",
+     query=[*constraints(filters.JOB_UI), *UI_QUERY], errors=())
+page("/ui/jobs/{id}", "A job: its tree, a task's commands (?task=, ?offset=) and their actions",
+     query=[_q("task", INT, "the task whose commands are listed"), _q("offset", INT, "commands to skip")])
+page("/ui/commands/{id}/log", "A command's log: its tail, then followed while it runs")
+page("/ui/rendernodes", "Render nodes: status, pools, what they run, cores, RAM, GPUs, heartbeats",
+     query=[*constraints(filters.RN_UI), _q("offset", INT, "rows to skip")], errors=())
+page("/ui/pools", "Pools, their render nodes and the jobs' shares", errors=())
+page("/ui/licenses", "License counters and who holds them", errors=())
+page("/ui/audit", "The audit trail (?user=)", role="wrangler", query=[_q("user", STR, "one user's")], errors=())
+
 _PATH_PARAMS = {"id": INT, "name": STR}
 _REASONS = {400: "Bad request: the description names the field", 404: "Not found",
             409: "Conflict with the current state", 413: "Body too large", 503: "Database unavailable"}
@@ -506,11 +538,11 @@ def _operation(entry):
             responses[str(code)]["links"] = {
                 name: {"operationId": target, "parameters": parameters}
                 for name, (target, parameters) in entry["links"].items()}
+    error = {HTML: {"schema": STR}} if entry.get("page") else {"application/json": {"schema": ref("Error")}}
     for code in entry["errors"]:
-        responses[str(code)] = {"description": _REASONS.get(code, "Error"),
-                                "content": {"application/json": {"schema": ref("Error")}}}
-    responses["default"] = {"description": "Any error (always a JSON body)",
-                            "content": {"application/json": {"schema": ref("Error")}}}
+        responses[str(code)] = {"description": _REASONS.get(code, "Error"), "content": error}
+    responses["default"] = {"description": "Any error (a JSON body; an HTML page for the monitor's pages)",
+                            "content": error}
     out = {
         "summary": entry["summary"],
         "operationId": f"{entry['method']}{re.sub(r'[^A-Za-z0-9]+', '_', path).rstrip('_')}",
@@ -522,6 +554,8 @@ def _operation(entry):
         out["description"] = entry["description"]
     if entry["body"] is not None:
         out["requestBody"] = _body(entry["body"], entry["example"])
+    if entry.get("form") is not None:
+        out["requestBody"] = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": entry["form"]}}}
     access = entry["access"]
     out["x-puli-role"] = list(access.roles)
     if access.own:
@@ -530,8 +564,9 @@ def _operation(entry):
         out["security"] = [{"bearer": []}]
         responses["401"] = {"description": "No token, or an unknown, expired or revoked one",
                             "content": {"application/json": {"schema": ref("Error")}}}
-        responses["403"] = {"description": f"Needs the role {' or '.join(access.roles)}",
-                            "content": {"application/json": {"schema": ref("Error")}}}
+        responses["403"] = {"description": f"Needs the role {' or '.join(access.roles)}", "content": error}
+        if entry.get("page") and entry["method"] == "get":
+            responses["303"] = {"description": "No session: the sign-in form"}
     return out
 
 

@@ -23,6 +23,7 @@ from . import delivery
 from .auth import Tokens
 from .metrics import Metrics
 from .senders import Senders
+from .sessions import Sessions
 from .settings import load_settings
 
 log = logging.getLogger("puli.dispatcher")
@@ -81,6 +82,7 @@ class Service:
         self.flushed = 0                # the last flush all of whose changes are committed
         self._flush_lock = threading.Lock()   # one flush at a time, in the order they took their changes
         self.tokens = Tokens(store, clock)
+        self.sessions = Sessions(self.tokens, clock)     # the web monitor's sign-ins
         farm.quotas = Quotas(settings.max_graph_commands, settings.max_graph_tasks,
                              settings.max_queued_commands, settings.max_queued_commands_per_user,
                              settings.max_queued_jobs_per_user, settings.max_stats_bytes)

@@ -287,6 +287,8 @@ class JsonOnly:
         if not req.content_type and not req.content_length:
             return
         media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+        if media_type == falcon.MEDIA_URLENCODED and req.path.startswith("/ui/"):
+            return                      # the monitor's sign-in forms: they check their own CSRF secret
         if media_type != falcon.MEDIA_JSON:
             raise falcon.HTTPUnsupportedMediaType(
                 title="Unsupported media type",

@@ -175,6 +175,7 @@ JOB = {f.key: f for f in (
     Filter("status", "node_statuses", lambda s: lambda j: j.status in s, "job statuses"),
     Filter("user", "strs", lambda users: lambda j: j.user in users, "users"),
     Filter("prod", "strs", lambda prods: lambda j: str(j.tags.get("prod", "")) in prods, "tags.prod values"),
+    Filter("shot", "strs", lambda shots: lambda j: str(j.tags.get("shot", "")) in shots, "tags.shot values"),
     Filter("name", "patterns", lambda test: NameMatch(_job_name, test), patterns.DOC),
     Filter("pool", "strs", lambda pools: lambda j: _pool_of(j) in pools, "pool names"),
     Filter("creationtime", "date", lambda t: lambda j: j.creation_time >= t,
@@ -215,7 +216,10 @@ def pick(table, *keys):
 
 
 # What each route accepts.
-JOB_QUERY = pick(JOB, "id", "status", "user", "prod", "name", "pool", "creationtime", "starttime", "endtime")
+JOB_QUERY = pick(JOB, "id", "status", "user", "prod", "shot", "name", "pool", "creationtime", "starttime",
+                 "endtime")
+JOB_UI = pick(JOB, "id", "status", "user", "prod", "shot", "name", "pool")      # the monitor's jobs page
+RN_UI = pick(RENDER_NODE, "status", "name", "pool")                            # its render nodes page
 JOB_SEARCH = pick(JOB, "id", "name", "pool", "status", "user", "tags")
 COMMAND_QUERY = pick(COMMAND, "command", "status", "starttime")
 RN_QUERY = pick(RENDER_NODE, "status", "name", "host", "pool", "speed", "ramsize", "coresnumber")
