@@ -1,5 +1,7 @@
 """The monitor's job pages: the jobs list (filters, sort, pages), a job (its tree, a task's
 commands) and a command's log. Rows are gathered under the farm lock, rendered after it."""
+import operator
+
 import falcon
 
 from ...model import lookup
@@ -9,7 +11,7 @@ from ...sorting import orderable
 from .. import views
 from ..resources import filters
 from .access import may, page_context
-from .templating import render
+from .templating import LIVE_HEADER, render
 
 PAGE_SIZES = (25, 50, 100, 250)
 COMMANDS_PER_PAGE = 100
@@ -22,7 +24,7 @@ def _pool(job):
 
 # ?sort= name -> key over a job (no view is built for the jobs a page does not show)
 SORTS = {
-    "id": lambda j: j.id,
+    "id": operator.attrgetter("id"),
     "name": lambda j: j.name.lower(),
     "user": lambda j: j.user,
     "prod": lambda j: orderable(j.tags.get("prod")),
@@ -30,10 +32,10 @@ SORTS = {
     "pool": _pool,
     "status": lambda j: int(j.status),
     "completion": lambda j: j.completion,
-    "priority": lambda j: j.priority,
-    "dispatchKey": lambda j: j.dispatch_key,
-    "allocatedRN": lambda j: j.active_count,
-    "creationTime": lambda j: j.creation_time,
+    "priority": operator.attrgetter("priority"),
+    "dispatchKey": operator.attrgetter("dispatch_key"),
+    "allocatedRN": operator.attrgetter("active_count"),
+    "creationTime": operator.attrgetter("creation_time"),
     "startTime": lambda j: orderable(j.start_time),
     "endTime": lambda j: orderable(j.end_time),
 }
@@ -79,15 +81,17 @@ class Jobs:
         offset = int_param(req, "offset", 0, 0, MAX_OFFSET)
         service = self.service
         preds = filters.off_lock(service, lambda farm: farm.root.children, preds)
+        whole_page = not req.get_header(LIVE_HEADER)
         with service.lock:
             farm = service.farm
             jobs = farm.root.children
             total = len(jobs)
-            picked = [j for j in jobs if all(p(j) for p in preds)]
+            picked = [j for j in jobs if all(p(j) for p in preds)] if preds else list(jobs)
             picked.sort(key=key, reverse=descending)
             rows = [_row(j, identity) for j in picked[offset:offset + limit]]
             pools = sorted(farm.pools)
-            users = sorted({j.user for j in jobs})
+            # The filter form's list of users: only when the whole page is drawn.
+            users = sorted({j.user for j in jobs}) if whole_page else []
         query = {k: v for k, v in req.params.items() if k not in ("offset", "sort")}
         render(req, resp, "jobs.html", **page_context(req), rows=rows, matched=len(picked), total=total,
                offset=offset, limit=limit, sort=sort, query=query, error=error, pools=pools, users=users,
