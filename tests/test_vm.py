@@ -193,6 +193,11 @@ def test_job_over_tls_with_a_token_reaches_done(farm):
     status = wait_for(lambda: (lambda t: t if t.startswith("1 jobs") else None)(
         unit_state(farm.manager, "puli-dispatcher")["StatusText"]), 60, interval=1, what="STATUS= refreshed")
     assert "1/1 render nodes up" in status, status
+    # The web monitor behind nginx's TLS: its cookies are Secure (gunicorn trusts nginx's
+    # X-Forwarded-Proto from loopback), and its job page shows the job.
+    signin = requests.get(farm.url + "/ui/signin", verify=str(farm.ca), timeout=30)
+    assert signin.status_code == 200 and "Secure" in signin.headers["Set-Cookie"], signin.headers
+    assert "hello" in farm.get(f"/ui/jobs/{job}").text
 
 
 def test_second_playbook_changes_nothing_and_check_diff_is_clean(farm):

@@ -107,8 +107,8 @@ def _serialize(req, resp, exc):
             body["description"] = f"{req.method} is not allowed on {req.path}; allowed: {allowed}"
         else:
             body["description"] = body["title"]
-    if req.path.startswith("/ui/") and req.method == "GET":
-        from .ui import templating      # a monitor page: the error as a page of its own
+    if req.path.startswith("/ui/"):
+        from .ui import templating      # the monitor's: the error as a page of its own
         resp.text = templating.error_page(req, body["title"], body["description"])
         resp.content_type = templating.HTML
         return

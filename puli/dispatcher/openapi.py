@@ -507,6 +507,7 @@ page("/ui/signout", "Sign out: the session ends", method="post", ok=303, errors=
      form=obj({"csrf": STR}, required=("csrf",)))
 op("get", "/ui/static/{name}", "The monitor's stylesheet and script", role="public", returns=STR,
    media=("text/css; charset=utf-8", "text/javascript; charset=utf-8"), errors=(404,))
+OPERATIONS[-1]["page"] = True           # its errors are pages too
 page("/ui/jobs", "Jobs: filters, sort, pages, and actions on the selected ones",
      query=[*constraints(filters.JOB_UI), *UI_QUERY], errors=())
 page("/ui/jobs/{id}", "A job: its tree, a task's commands (?task=, ?offset=) and their actions",
@@ -562,8 +563,7 @@ def _operation(entry):
         out["x-puli-own"] = access.own
     if auth.PUBLIC not in access.roles:
         out["security"] = [{"bearer": []}]
-        responses["401"] = {"description": "No token, or an unknown, expired or revoked one",
-                            "content": {"application/json": {"schema": ref("Error")}}}
+        responses["401"] = {"description": "No token, or an unknown, expired or revoked one", "content": error}
         responses["403"] = {"description": f"Needs the role {' or '.join(access.roles)}", "content": error}
         if entry.get("page") and entry["method"] == "get":
             responses["303"] = {"description": "No session: the sign-in form"}
