@@ -43,7 +43,9 @@ class RenderNodes:
             nodes = sorted(farm.render_nodes.values(), key=lambda rn: rn.name)
             picked = [rn for rn in nodes if all(p(rn) for p in preds)]
             rows = [_node_row(rn, now) for rn in picked[offset:offset + NODES_PER_PAGE]]
-            by_status = [sum(1 for rn in nodes if rn.status == s) for s in RenderNodeStatus]
+            by_status = [0] * len(RenderNodeStatus)
+            for rn in nodes:
+                by_status[int(rn.status)] += 1
             pools = sorted(farm.pools)
         identity = req.context.identity
         query = {k: v for k, v in req.params.items() if k != "offset"}
