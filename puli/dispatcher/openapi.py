@@ -103,10 +103,19 @@ SCHEMAS = {
             "environment": ANY_OBJ, "requirements": ANY_OBJ, "tags": ANY_OBJ, "maxRN": INT,
             "priority": INT, "dispatchKey": NUM, "timer": NUM, "strategy": STR, "runner": STR,
             "minNbCores": INT, "maxNbCores": INT, "ramUse": INT, "lic": STR, "maxAttempt": INT,
-            "maxRunTime": NUM, "commands": arr(obj({"description": STR, "arguments": ANY_OBJ})),
+            "maxRunTime": NUM, "commands": arr(obj({"description": STR, "arguments": ANY_OBJ,
+                                                    "nbFrames": {"type": "integer", "minimum": 1}})),
         }, required=("name",))),
     }, required=("tasks",), description="Puli's graph wire format; refused whole when malformed"),
     "GraphCreated": obj({"id": INT, "name": STR, "nodes": arr(INT), "commands": INT}),
+    "OpenJDJob": obj({
+        "template": {**ANY_OBJ, "description": "an OpenJD job template (jobtemplate-2023-09; extension TASK_CHUNKING)"},
+        "parameters": {"type": "object", "additionalProperties": {"type": ["string", "number"]},
+                       "description": "job parameter values by name; defaults fill the others"},
+        "pool": STR, "priority": INT,
+    }, required=("template",), description="sent as JSON, or as YAML (Content-Type: application/yaml)"),
+    "OpenJDJobCreated": obj({"id": INT, "name": STR, "nodes": arr(INT), "commands": INT,
+                             "openjd": obj({"name": STR, "parameters": ANY_OBJ})}),
     "Changed": obj({"id": INT, "changed": {"type": "integer", "description": "commands changed"},
                     "status": NODE_STATUS, "statusName": STR, **LEFT_ALONE}),
     "QueryResult": obj({
@@ -241,6 +250,11 @@ op("post", "/graphs", "Submit a job", body=ref("Graph"), returns=ref("GraphCreat
    errors=(400, 413), description="Validated whole before anything is created; Location names the job's node.", role="artist",
    example=GRAPH_EXAMPLE, links=follow("get_nodes_id", "get_nodes_id_children", "put_nodes_id_status", "put_nodes_id_paused",
                 "put_nodes_id_cancel", "put_nodes_id_pool", "get_tasks_id_tree", "get_tasks_id_commands", **BY_ID))
+op("post", "/openjd/jobs", "Submit an OpenJD job template with its parameter values", body=ref("OpenJDJob"),
+   returns=ref("OpenJDJobCreated"), ok=201, errors=(400, 413, 415), role="artist",
+   description="Validated and expanded by openjd-model (a refusal carries its message, naming the place): "
+               "steps become Tasks, their parameter spaces (or chunks) Commands. JSON or YAML body.",
+   links=follow("get_nodes_id", "get_tasks_id_tree", **BY_ID))
 op("get", "/nodes", "The farm's root node (id 1); its children are the jobs", returns=NODE, role="viewer")
 op("get", "/nodes/{id}", "A node (job, TaskGroup or Task); archived nodes come from the database",
    returns=NODE, errors=(404, 503), role="viewer")
