@@ -41,7 +41,30 @@ def translate(body, max_commands):
     return {"name": job.name, "poolName": body["pool"], "root": 0, "tasks": tasks}
 
 
+def _check_size(step, left):
+    """Refuse a parameter space too large for the job before the library expands it (building
+    its iterator costs time in the number of values): each parameter holds at most as many
+    values as the job may still make commands (times the chunk size for a CHUNK[INT] one), and
+    without a combination (a product of them all) the product is bounded too."""
+    space = step.parameterSpace
+    if space is None:
+        return
+    product = 1
+    for name, definition in space.taskParameterDefinitions.items():
+        size = len(definition.range)
+        chunks = getattr(definition, "chunks", None)
+        per_command = int(chunks.defaultTaskCount) if chunks is not None else 1
+        if size > left * per_command:
+            raise OpenJDError(f"steps[{step.name}].parameterSpace.{name} holds {size} values: more commands than "
+                              f"a job may have ({left} left of max_graph_commands)")
+        product *= -(-size // per_command)
+    if space.combination is None and product > left:
+        raise OpenJDError(f"steps[{step.name}].parameterSpace makes {product} commands: more than a job may have "
+                          f"({left} left of max_graph_commands)")
+
+
 def _commands(step, left):
+    _check_size(step, left)
     try:
         space = StepParameterSpaceIterator(space=step.parameterSpace)
     except (ValueError, TypeError) as exc:
