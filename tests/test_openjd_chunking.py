@@ -1,8 +1,14 @@
 """Adaptive OpenJD chunks at the model level: the never-dispatched chunks of a task are cut
 again from the seconds per frame measured on its finished chunks; every frame once."""
+import pytest
+
 from farmkit import add_rn, make_farm, report, run_pass, submit
+from puli.model.build import build_job
+from puli.model.farm import Farm
+from puli.model.graph import parse_graph
 from puli.model.chunking import chunk_text, cut, frames_of
 from puli.model.status import CommandStatus as CS
+from puli.store import open_store
 
 
 def chunk_task(frames, size, target=10, contiguous=True):
@@ -85,3 +91,38 @@ def test_a_task_without_a_target_runtime_keeps_its_chunks():
     report(farm, first, CS.RUNNING, now=0.0)
     report(farm, first, CS.DONE, now=100.0)
     assert [c.nb_frames for c in next(job.tasks()).commands] == [2, 2, 2, 2]
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/data/puli.sqlite"
+    return request.getfixturevalue("mariadb_url")
+
+
+def test_re_cut_chunks_and_the_openjd_tags_survive_a_restart(db_url):
+    store = open_store(db_url, clean=True)
+    try:
+        farm = make_farm()
+        add_rn(farm, "a", cores=1)
+        body = {"root": 0, "tasks": [{"type": "TaskGroup", "name": "job", "tasks": [1],
+                                      "tags": {"openjdName": "job", "openjdParameters": {"Frames": "1-12"}}},
+                                     chunk_task(list(range(1, 13)), 2, target=4)]}
+        job = build_job(farm, parse_graph(body), 0.0)
+        store.insert_job(job)
+        farm.publish(job, 0.0)
+        (_, first), = run_pass(farm)
+        report(farm, first, CS.RUNNING, now=0.0)
+        report(farm, first, CS.DONE, now=2.0)       # 1 s per frame: chunks of 4
+        before = {c.id: (c.description, c.nb_frames, c.args_json, int(c.status)) for c in farm.commands.values()}
+        store.write(store.snapshot(farm, farm.take_dirty()))
+    finally:
+        store.close()
+    restored, store = Farm(), open_store(db_url)
+    try:
+        store.load(restored, 10.0)
+        assert {c.id: (c.description, c.nb_frames, c.args_json, int(c.status))
+                for c in restored.commands.values()} == before
+        assert restored.nodes[job.id].tags["openjdParameters"] == {"Frames": "1-12"}
+    finally:
+        store.close()

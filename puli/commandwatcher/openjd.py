@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 
+import psutil
 from openjd.model import FormatStringError, SymbolTable, create_job
 
 from puli.commandwatcher.progress import make_reader
@@ -202,7 +203,18 @@ class _Stopper:
 
 
 def _signal(process, signum):
+    """Signal the action and every process under it (they share the command's process group
+    with this runner, so the group cannot be the target)."""
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
     try:
         process.send_signal(signum)
     except ProcessLookupError:
         pass
+    for child in tree:
+        try:
+            child.send_signal(signum)
+        except psutil.Error:
+            pass
