@@ -47,7 +47,8 @@ def test_a_chunked_frame_range_makes_a_command_per_chunk():
 
 def test_an_adaptive_chunk_parameter_is_marked_for_the_model():
     render = graph_of("adaptive.yaml")["tasks"][1]
-    assert render["arguments"]["openjdChunks"] == {"parameter": "Frame", "targetRuntimeSeconds": 8, "contiguous": True}
+    assert render["arguments"]["openjdChunks"] == {"parameter": "Frame", "targetRuntimeSeconds": 8, "defaultTaskCount": 1,
+                                                 "contiguous": True}
     assert len(render["commands"]) == 24
 
 

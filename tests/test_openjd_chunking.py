@@ -126,3 +126,16 @@ def test_re_cut_chunks_and_the_openjd_tags_survive_a_restart(db_url):
         assert restored.nodes[job.id].tags["openjdParameters"] == {"Frames": "1-12"}
     finally:
         store.close()
+
+
+def test_a_measure_close_to_the_current_size_does_not_re_cut():
+    farm = make_farm()
+    add_rn(farm, "a", cores=1)
+    spec = chunk_task(list(range(1, 41)), 10, target=10)
+    spec["arguments"]["openjdChunks"]["defaultTaskCount"] = 10
+    job = submit(farm, spec)
+    task = next(job.tasks())
+    (_, first), = run_pass(farm)
+    report(farm, first, CS.RUNNING, now=0.0)
+    report(farm, first, CS.DONE, now=11.0)          # 1.1 s per frame: 9 a chunk, within 20 % of 10
+    assert [c.nb_frames for c in task.commands] == [10, 10, 10, 10] and task.chunk_size is None

@@ -96,6 +96,7 @@ def test_adaptive_chunks_grow_to_the_target_runtime_and_run_each_frame_once(farm
     sizes = [c["nbFrames"] for c in sorted(ran, key=lambda c: c["startTime"])]
     # Chunks of one frame first; once some ended, the frames not yet dispatched were cut into
     # bigger chunks (one frame takes far less than the 8 s target).
+    print("adaptive chunk sizes, in dispatch order:", sizes)
     assert sizes[0] == 1 and max(sizes) > 1, sizes
     assert sum(sizes) == 24
     chunk_of = collections.Counter(chunk for _, chunk in runs)

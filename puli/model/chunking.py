@@ -11,6 +11,7 @@ import re
 
 from .status import CommandStatus as CS
 
+SLACK = 0.2                 # a new chunk size within 20 % of the current one changes nothing
 _PART = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+))?\s*$")
 
 
@@ -70,8 +71,11 @@ def recut(farm, task, now):
     if not isinstance(spec, dict):
         return None
     size = chunk_size(task, spec.get("targetRuntimeSeconds") or 0)
-    if size is None:
+    current = task.chunk_size or spec.get("defaultTaskCount")
+    # Each re-cut reads the task's commands: not for a measure that moved by a frame or two.
+    if size is None or (current and abs(size - current) < max(1, current * SLACK)):
         return None
+    task.chunk_size = size
     name = spec["parameter"]
     # Untouched: READY, never started (a retried command ran once, and keeps its frames).
     pending = [c for c in task.commands if c.status == CS.READY and c.attempt == 0 and c.start_time is None]

@@ -76,6 +76,7 @@ def _commands(step, left):
         chunks = definition.chunks
         if space.chunks_adaptive:
             chunking = {"parameter": chunk_name, "targetRuntimeSeconds": int(chunks.targetRuntimeSeconds),
+                        "defaultTaskCount": int(chunks.defaultTaskCount),
                         "contiguous": chunks.rangeConstraint == TaskChunksRangeConstraint.CONTIGUOUS}
     commands = []
     for parameters in space:
