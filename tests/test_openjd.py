@@ -162,3 +162,4 @@ def test_the_route_is_in_the_openapi_document_with_its_role(api):
     operation = document["paths"]["/openjd/jobs"]["post"]
     assert operation["x-puli-role"] == ["artist"]
     assert json.dumps(operation).count("OpenJDJob") >= 2
+    assert set(operation["requestBody"]["content"]) == {"application/json", "application/yaml"}

@@ -194,11 +194,11 @@ JOB_CONSTRAINTS = constraints(filters.JOB_QUERY)
 ATTR = _q("attr", STR, "fields to return (default: Puli's columns); tags:<key> for a tag", True)
 
 
-def _body(schema, example=None):
+def _body(schema, example=None, types=("application/json",)):
     media = {"schema": schema}
     if example is not None:
         media["example"] = example
-    return {"required": True, "content": {"application/json": media}}
+    return {"required": True, "content": {t: media for t in types}}
 
 
 def _fields(**props):
@@ -210,17 +210,19 @@ JSON = "application/json"
 
 
 def op(method, path, summary, *, role, own=None, query=(), body=None, returns=None, ok=200, errors=(),
-       description=None, media=(JSON,), links=None, example=None):
+       description=None, media=(JSON,), links=None, example=None, body_types=("application/json",)):
     """One route. `role`: who may call it (one role or a tuple; auth.py's ranks apply), `own`:
     where an artist's own job is found (see auth.Access); both are enforced by auth.py from
     here, and published as the operation's security and x-puli-role. `ok`: its success status,
     or several; `media`: their content types, or {content type: schema} (errors are always
-    JSON); `links`: the operations its answer leads to (see follow); `example`: a body it takes."""
+    JSON); `links`: the operations its answer leads to (see follow); `example`: a body it takes;
+    `body_types`: the content types its body may come as."""
     roles = (role,) if isinstance(role, str) else tuple(role)
     assert all(r in (*auth.ROLES, auth.PUBLIC) for r in roles), (path, roles)
     OPERATIONS.append(dict(method=method, path=path, summary=summary, query=list(query), body=body,
                            returns=returns, ok=ok, errors=tuple(errors), description=description,
-                           access=auth.Access(roles, own), media=media, links=links or {}, example=example))
+                           access=auth.Access(roles, own), media=media, links=links or {}, example=example,
+                           body_types=tuple(body_types)))
 
 
 NODE = ref("Node")
@@ -252,6 +254,7 @@ op("post", "/graphs", "Submit a job", body=ref("Graph"), returns=ref("GraphCreat
                 "put_nodes_id_cancel", "put_nodes_id_pool", "get_tasks_id_tree", "get_tasks_id_commands", **BY_ID))
 op("post", "/openjd/jobs", "Submit an OpenJD job template with its parameter values", body=ref("OpenJDJob"),
    returns=ref("OpenJDJobCreated"), ok=201, errors=(400, 413, 415), role="artist",
+   body_types=("application/json", "application/yaml"),
    description="Validated and expanded by openjd-model (a refusal carries its message, naming the place): "
                "steps become Tasks, their parameter spaces (or chunks) Commands. JSON or YAML body.",
    links=follow("get_nodes_id", "get_tasks_id_tree", **BY_ID))
@@ -535,7 +538,7 @@ def _operation(entry):
     if entry["description"]:
         out["description"] = entry["description"]
     if entry["body"] is not None:
-        out["requestBody"] = _body(entry["body"], entry["example"])
+        out["requestBody"] = _body(entry["body"], entry["example"], entry["body_types"])
     access = entry["access"]
     out["x-puli-role"] = list(access.roles)
     if access.own:
