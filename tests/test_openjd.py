@@ -163,3 +163,9 @@ def test_the_route_is_in_the_openapi_document_with_its_role(api):
     assert operation["x-puli-role"] == ["artist"]
     assert json.dumps(operation).count("OpenJDJob") >= 2
     assert set(operation["requestBody"]["content"]) == {"application/json", "application/yaml"}
+
+
+def test_a_huge_chunk_is_refused_too():
+    with pytest.raises(OpenJDError, match="at most 10000000 values"):
+        translate(check_body({"template": fixture("chunked.yaml"),
+                              "parameters": {"Out": "/o", "Frames": "1-100000000", "ChunkSize": "100"}}), 1_000_000)

@@ -139,3 +139,9 @@ def test_a_measure_close_to_the_current_size_does_not_re_cut():
     report(farm, first, CS.RUNNING, now=0.0)
     report(farm, first, CS.DONE, now=11.0)          # 1.1 s per frame: 9 a chunk, within 20 % of 10
     assert [c.nb_frames for c in task.commands] == [10, 10, 10, 10] and task.chunk_size is None
+
+
+def test_frames_are_counted_without_listing_them():
+    from puli.model.chunking import count_frames
+    assert count_frames("1-10") == 10 and count_frames("-5--1,3,7-8") == 8
+    assert count_frames("1-1000000000") == 1_000_000_000

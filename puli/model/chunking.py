@@ -28,6 +28,18 @@ def frames_of(chunk):
     return out
 
 
+def count_frames(chunk):
+    """How many frames a chunk value holds, without listing them."""
+    total = 0
+    for part in str(chunk).split(","):
+        m = _PART.match(part)
+        if m is None:
+            raise ValueError(f"{chunk!r} is not a chunk of frames")
+        first = int(m.group(1))
+        total += (int(m.group(2)) if m.group(2) is not None else first) - first + 1
+    return total
+
+
 def chunk_text(frames):
     """Frames (ascending) as a chunk value: runs of consecutive frames as "a-b", joined by commas."""
     runs = []

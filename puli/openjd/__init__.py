@@ -1,2 +1,2 @@
 """Open Job Description (jobtemplate-2023-09): templates validated and expanded by openjd-model
-into Puli graphs (see translate.py), and what the node needs to run their steps (session.py)."""
+into Puli graphs (translate.py); a node runs their steps with puli.commandwatcher.openjd."""

@@ -1,16 +1,21 @@
 """An OpenJD submission into a Puli graph (POST /graphs/'s wire format): the job is a TaskGroup,
 each step a Task (its dependencies the steps it depends on), each element of a step's parameter
 space (a chunk, with TASK_CHUNKING) a Command. The template travels with the job: a node
-resolves the step's format strings with openjd-model when it runs a command (session.py)."""
+resolves the step's format strings with openjd-model when it runs a command
+(puli.commandwatcher.openjd)."""
 from openjd.model import StepParameterSpaceIterator
-from openjd.model.v2023_09 import TaskChunksRangeConstraint, TaskParameterType
+from openjd.model.v2023_09 import TaskChunksRangeConstraint
 
+from ..model.chunking import count_frames
 from . import template as templates
 from .errors import OpenJDError
 from .hosts import host_requirements
 
 RUNNER = "puli.commandwatcher.openjd.OpenJDRunner"
 DESCRIPTION_CHARS = 1000
+# Values one task parameter may hold, whatever the budget: openjd-model's iterator takes time in
+# their number (about 2.4 s a million here).
+MAX_VALUES = 10_000_000
 
 
 def translate(body, max_commands):
@@ -54,9 +59,9 @@ def _check_size(step, left):
         size = len(definition.range)
         chunks = getattr(definition, "chunks", None)
         per_command = int(chunks.defaultTaskCount) if chunks is not None else 1
-        if size > left * per_command:
+        if size > min(left * per_command, MAX_VALUES):
             raise OpenJDError(f"steps[{step.name}].parameterSpace.{name} holds {size} values: more commands than "
-                              f"a job may have ({left} left of max_graph_commands)")
+                              f"a job may have ({left} left of max_graph_commands; at most {MAX_VALUES} values)")
         product *= -(-size // per_command)
     if space.combination is None and product > left:
         raise OpenJDError(f"steps[{step.name}].parameterSpace makes {product} commands: more than a job may have "
@@ -84,21 +89,10 @@ def _commands(step, left):
             raise OpenJDError(f"steps[{step.name}] makes more commands than a job may have ({left} left "
                               "of max_graph_commands)")
         wire = {name: {"type": v.type.value, "value": str(v.value)} for name, v in parameters.items()}
-        frames = _count(parameters[chunk_name].value) if chunk_name else 1
+        frames = count_frames(parameters[chunk_name].value) if chunk_name else 1
         label = ", ".join(f"{name}={v['value']}" for name, v in wire.items())
         description = f"{step.name}[{label}]" if label else step.name
         commands.append({"description": description[:DESCRIPTION_CHARS], "arguments": {"openjdTask": wire},
                          "nbFrames": frames})
     return commands, chunking
 
-
-def _count(chunk):
-    """Frames in a chunk value as the library writes it ("1-10", "1,3,5-7")."""
-    total = 0
-    for part in str(chunk).split(","):
-        first, _, last = part.partition("-")
-        total += int(last) - int(first) + 1 if last else 1
-    return total
-
-
-__all__ = ["translate", "RUNNER", "TaskParameterType"]
