@@ -2,11 +2,13 @@
 
     puliexec [options] -- command args...
     puliexec --frames 1-100 --packet 10 -- blender -b f.blend -f %%MI_FRAME%%
+    puliexec --openjd template.yaml -p Frames=1-100 -p Scene=/jobs/a.blend [--wait]
 
 Without ``--``, options are read up to the first word that is not one. The command is run as the
 argv given here, without a shell (write ``-- sh -c '...'`` for shell syntax). With ``--frames``,
 ``%%MI_FRAME%%``, ``%%MI_START%%`` and ``%%MI_END%%`` in it are replaced by each frame number and
-by the first and last frames of its packet.
+by the first and last frames of its packet. With ``--openjd``, an Open Job Description job
+template is submitted instead, with its job parameters given by ``-p NAME=VALUE``.
 
 Exit status: 0 submitted (with ``--wait``/``--local``: the job ended DONE); 1 the job ended in
 ERROR or CANCELED, or the dispatcher refused the job; 2 bad usage; 3 the dispatcher cannot be
@@ -79,6 +81,12 @@ def build_parser():
     work.add_argument("--max-attempt", type=int, default=1, metavar="N",
                       help="runs of a failing command before it stays ERROR (default: 1)")
     work.add_argument("--max-run-time", metavar="DURATION", help="kill a command running longer than this (90s, 2h...)")
+
+    openjd = p.add_argument_group("Open Job Description")
+    openjd.add_argument("--openjd", metavar="TEMPLATE",
+                        help="submit this OpenJD job template (YAML or JSON) instead of a command line")
+    openjd.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a job parameter's value for --openjd (repeatable)")
 
     where = p.add_argument_group("dispatcher and output")
     where.add_argument("--server", metavar="URL",
@@ -171,7 +179,20 @@ def parse(argv):
         if options.command:
             raise UsageError(f"unexpected {options.command[0]!r} before '--'")
         options.command = command
-    if not options.command:
+    options.parameters = {}
+    for item in options.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"-p: {item!r} is not NAME=VALUE")
+        options.parameters[name.strip()] = value
+    if options.openjd:
+        if options.command:
+            raise UsageError("--openjd submits a template: give no command with it")
+        if options.local or options.frames:
+            raise UsageError("--openjd cannot be combined with --local or --frames")
+    elif options.param:
+        raise UsageError("-p gives OpenJD job parameters: use it with --openjd")
+    elif not options.command:
         raise UsageError("no command to run: puliexec [options] -- command [args...]")
     if options.server and options.host:
         raise UsageError("give the dispatcher with --server or with --host/--port, not both")
@@ -327,6 +348,8 @@ def main(argv=None):
     from puli.client.errors import GraphSubmissionError, SubmissionUnreachable
 
     try:
+        if options.openjd:
+            return submit_openjd(server_url(options.server or options.host, options.port), options)
         graph = build_graph(options)
         if options.verbose:
             print(json.dumps(graph.prepareGraphRepresentation(), indent=1), file=sys.stderr)
@@ -359,16 +382,29 @@ def run_local(graph, options):
     return EXIT_OK if status == NODE_DONE else EXIT_FAILED
 
 
+def submit_openjd(url, options):
+    from puli.client import submit_openjd as send
+    pool = options.pool if options.pool != "default" else None
+    _, body = send(options.openjd, options.parameters, pool=pool, host=url,
+                   token=options.token)
+    return submitted(body, body.get("name"), url, options)
+
+
 def submit(graph, url, options):
-    from puli.client import Server
     location, body = graph.submit(url, token=options.token)
+    return submitted(body, graph.name, url, options)
+
+
+def submitted(body, name, url, options):
+    """Say the job was submitted; with --wait, follow it to its end."""
+    from puli.client import Server
     job_id = body["id"]
     node_url = f"{url}/nodes/{job_id}"
     if options.json:
-        print(json.dumps({"id": job_id, "name": body.get("name", graph.name), "commands": body.get("commands"),
+        print(json.dumps({"id": job_id, "name": body.get("name", name), "commands": body.get("commands"),
                           "url": node_url}), flush=True)
     else:
-        print(f"job {job_id} submitted: {body.get('name', graph.name)!r}, {body.get('commands')} command(s), "
+        print(f"job {job_id} submitted: {body.get('name', name)!r}, {body.get('commands')} command(s), "
               f"{'paused, ' if options.paused else ''}{node_url}", flush=True)
     if not options.wait:
         return EXIT_OK

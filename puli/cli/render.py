@@ -227,7 +227,7 @@ def job_summary(job, paint=str):
     get = job.get
     status = NODE_STATUS.get(get("status"), text(get("status")))
     tags = get("tags") or {}
-    return [
+    lines = [
         f"job {get('id')}  {get('name')}  {paint(status)}  {percent(get('completion'))}%"
         f"  owner {get('user') or '-'}",
         f"  prod {tags.get('prod') or '-'}  shot {tags.get('shot') or '-'}"
@@ -237,6 +237,12 @@ def job_summary(job, paint=str):
         f"  ended {when(get('endTime'))}  run time {duration(node_run_time(job))}"
         f"  commands {get('doneCommandCount') or 0}/{get('commandCount') or 0} done",
     ]
+    if tags.get("openjdName") is not None:
+        # A job submitted as an Open Job Description template: its name and parameter values.
+        parameters = tags.get("openjdParameters") or {}
+        shown = "  ".join(f"{k}={v}" for k, v in parameters.items()) if isinstance(parameters, dict) else "-"
+        lines.append(f"  OpenJD {tags['openjdName']}  parameters {shown or '-'}")
+    return lines
 
 
 # -- trees ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .jobs import (  # noqa: F401
     BooleanParameter, CommandDone, CommandError, CommandLineRunner, CommandRunner, DefaultCommandRunner,
     DefaultTaskDecomposer, FloatParameter, IntegerParameter, RangeError, StringListParameter,
     StringParameter, TaskDecomposer, TaskExpander, ValidationError)
+from .openjd import submit_openjd  # noqa: F401
 from .server import PuliError, RequestError, Server, ServerUnreachable, server_url  # noqa: F401
 
 # Puli 1.7's name; not in __all__, so that `from puli.client import *` keeps the builtin.
@@ -39,5 +40,5 @@ __all__ = [
     "CommandRunner", "StringParameter", "StringListParameter", "BooleanParameter", "IntegerParameter",
     "FloatParameter", "CommandError", "CommandDone", "ValidationError", "RangeError",
     "DefaultCommandRunner", "CommandLineRunner", "TaskDecomposer", "DefaultTaskDecomposer", "TaskExpander",
-    "PuliError", "ServerUnreachable", "RequestError", "Server", "server_url",
+    "PuliError", "ServerUnreachable", "RequestError", "Server", "server_url", "submit_openjd",
 ]

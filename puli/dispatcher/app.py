@@ -3,11 +3,11 @@ import falcon
 
 from . import auth, errors, openapi, ui
 from .metrics import RequestMetrics
-from .resources import (commands, common, graphs, identity, licenses, logs, nodes, pools, query,
+from .resources import (commands, common, graphs, identity, licenses, logs, nodes, openjd, pools, query,
                         rendernodes, reports, stats_history, system, tasks, worker_protocol)
 from .sampler import RequestCounter
 
-AREAS = (graphs, nodes, tasks, commands, logs, rendernodes, worker_protocol, pools, licenses, query,
+AREAS = (graphs, openjd, nodes, tasks, commands, logs, rendernodes, worker_protocol, pools, licenses, query,
          identity, system, stats_history, reports, ui)
 
 
@@ -17,7 +17,7 @@ def create_app(service):
     app = falcon.App(middleware=[
         RequestMetrics(service.metrics),        # first: it times and counts every answer
         common.RequestLimits(settings.max_request_bytes),
-        common.JsonOnly(),
+        common.JsonOnly(yaml_paths={"/openjd/jobs": openjd.YAML_TYPES}),
         auth.Authorization(service, openapi.access_table(), enabled=settings.auth),
         auth.Audit(service),
         RequestCounter.of(service),             # pulistats: requests by kind

@@ -103,10 +103,19 @@ SCHEMAS = {
             "environment": ANY_OBJ, "requirements": ANY_OBJ, "tags": ANY_OBJ, "maxRN": INT,
             "priority": INT, "dispatchKey": NUM, "timer": NUM, "strategy": STR, "runner": STR,
             "minNbCores": INT, "maxNbCores": INT, "ramUse": INT, "lic": STR, "maxAttempt": INT,
-            "maxRunTime": NUM, "commands": arr(obj({"description": STR, "arguments": ANY_OBJ})),
+            "maxRunTime": NUM, "commands": arr(obj({"description": STR, "arguments": ANY_OBJ,
+                                                    "nbFrames": {"type": "integer", "minimum": 1}})),
         }, required=("name",))),
     }, required=("tasks",), description="Puli's graph wire format; refused whole when malformed"),
     "GraphCreated": obj({"id": INT, "name": STR, "nodes": arr(INT), "commands": INT}),
+    "OpenJDJob": obj({
+        "template": {**ANY_OBJ, "description": "an OpenJD job template (jobtemplate-2023-09; extension TASK_CHUNKING)"},
+        "parameters": {"type": "object", "additionalProperties": {"type": ["string", "number"]},
+                       "description": "job parameter values by name; defaults fill the others"},
+        "pool": STR, "priority": INT,
+    }, required=("template",), description="sent as JSON, or as YAML (Content-Type: application/yaml)"),
+    "OpenJDJobCreated": obj({"id": INT, "name": STR, "nodes": arr(INT), "commands": INT,
+                             "openjd": obj({"name": STR, "parameters": ANY_OBJ})}),
     "Changed": obj({"id": INT, "changed": {"type": "integer", "description": "commands changed"},
                     "status": NODE_STATUS, "statusName": STR, **LEFT_ALONE}),
     "QueryResult": obj({
@@ -185,11 +194,11 @@ JOB_CONSTRAINTS = constraints(filters.JOB_QUERY)
 ATTR = _q("attr", STR, "fields to return (default: Puli's columns); tags:<key> for a tag", True)
 
 
-def _body(schema, example=None):
+def _body(schema, example=None, types=("application/json",)):
     media = {"schema": schema}
     if example is not None:
         media["example"] = example
-    return {"required": True, "content": {"application/json": media}}
+    return {"required": True, "content": {t: media for t in types}}
 
 
 def _fields(**props):
@@ -201,17 +210,19 @@ JSON = "application/json"
 
 
 def op(method, path, summary, *, role, own=None, query=(), body=None, returns=None, ok=200, errors=(),
-       description=None, media=(JSON,), links=None, example=None):
+       description=None, media=(JSON,), links=None, example=None, body_types=("application/json",)):
     """One route. `role`: who may call it (one role or a tuple; auth.py's ranks apply), `own`:
     where an artist's own job is found (see auth.Access); both are enforced by auth.py from
     here, and published as the operation's security and x-puli-role. `ok`: its success status,
     or several; `media`: their content types, or {content type: schema} (errors are always
-    JSON); `links`: the operations its answer leads to (see follow); `example`: a body it takes."""
+    JSON); `links`: the operations its answer leads to (see follow); `example`: a body it takes;
+    `body_types`: the content types its body may come as."""
     roles = (role,) if isinstance(role, str) else tuple(role)
     assert all(r in (*auth.ROLES, auth.PUBLIC) for r in roles), (path, roles)
     OPERATIONS.append(dict(method=method, path=path, summary=summary, query=list(query), body=body,
                            returns=returns, ok=ok, errors=tuple(errors), description=description,
-                           access=auth.Access(roles, own), media=media, links=links or {}, example=example))
+                           access=auth.Access(roles, own), media=media, links=links or {}, example=example,
+                           body_types=tuple(body_types)))
 
 
 NODE = ref("Node")
@@ -241,6 +252,12 @@ op("post", "/graphs", "Submit a job", body=ref("Graph"), returns=ref("GraphCreat
    errors=(400, 413), description="Validated whole before anything is created; Location names the job's node.", role="artist",
    example=GRAPH_EXAMPLE, links=follow("get_nodes_id", "get_nodes_id_children", "put_nodes_id_status", "put_nodes_id_paused",
                 "put_nodes_id_cancel", "put_nodes_id_pool", "get_tasks_id_tree", "get_tasks_id_commands", **BY_ID))
+op("post", "/openjd/jobs", "Submit an OpenJD job template with its parameter values", body=ref("OpenJDJob"),
+   returns=ref("OpenJDJobCreated"), ok=201, errors=(400, 413, 415), role="artist",
+   body_types=("application/json", "application/yaml"),
+   description="Validated and expanded by openjd-model (a refusal carries its message, naming the place): "
+               "steps become Tasks, their parameter spaces (or chunks) Commands. JSON or YAML body.",
+   links=follow("get_nodes_id", "get_tasks_id_tree", **BY_ID))
 op("get", "/nodes", "The farm's root node (id 1); its children are the jobs", returns=NODE, role="viewer")
 op("get", "/nodes/{id}", "A node (job, TaskGroup or Task); archived nodes come from the database",
    returns=NODE, errors=(404, 503), role="viewer")
@@ -488,11 +505,11 @@ op("get", "/openapi.json", "This document", returns=ANY_OBJ, role="public")
 
 # -- the web monitor (puli/dispatcher/ui): HTML pages; their errors are pages too ---------------------
 def page(path, summary, *, role="viewer", query=(), ok=200, errors=(404,), method="get", form=None):
-    op(method, path, summary, role=role, query=query, returns=STR, ok=ok, errors=errors,
-       media=(HTML,), description="A page of the web monitor: its answers and its errors are HTML.")
+    """A page of the web monitor; `form`: the schema of the HTML form it takes."""
+    op(method, path, summary, role=role, query=query, returns=STR, ok=ok, errors=errors, media=(HTML,),
+       body=form, body_types=("application/x-www-form-urlencoded",),
+       description="A page of the web monitor: its answers and its errors are HTML.")
     OPERATIONS[-1]["page"] = True
-    if form is not None:
-        OPERATIONS[-1]["form"] = form
 
 
 UI_QUERY = [_q("sort", STR, "a column, '-' first for descending"), _q("offset", INT, "rows to skip"),
@@ -554,9 +571,7 @@ def _operation(entry):
     if entry["description"]:
         out["description"] = entry["description"]
     if entry["body"] is not None:
-        out["requestBody"] = _body(entry["body"], entry["example"])
-    if entry.get("form") is not None:
-        out["requestBody"] = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": entry["form"]}}}
+        out["requestBody"] = _body(entry["body"], entry["example"], entry["body_types"])
     access = entry["access"]
     out["x-puli-role"] = list(access.roles)
     if access.own:

@@ -11,7 +11,8 @@ import heapq
 from collections import deque
 
 from .dirty import Dirty
-from .jobs import TaskGroup
+from . import chunking
+from .jobs import TaskGroup, new_command
 from .licenses import License
 from .outbox import Assign, Stop
 from .pools import DEFAULT_POOL, Pool, PoolShare
@@ -449,8 +450,28 @@ class Farm:
                 [t[0] + 1, t[1] + per_frame, min(t[2], per_frame), max(t[3], per_frame)]
         if was_active and rn is not None and status != CS.CANCELED:
             self._record_outcome(rn, task.job, status in FAILED)
+        if status == CS.DONE and was_active and "openjdChunks" in task.arguments:
+            chunking.recut(self, task, now)
         if status in self.retried and cmd.attempt < task.max_attempt:
             heapq.heappush(self.retries, (now + self.retry_delay, cmd.id, cmd.attempt))
+
+    def add_command(self, task, description, args_json, nb_frames, now):
+        """A new READY command of a published task (adaptive chunks cut smaller)."""
+        first = self.allocate_ids(0, 1)[1]
+        cmd = new_command(first, task, description, args_json, nb_frames)
+        self.commands[cmd.id] = cmd
+        cmd.update_time = cmd.ready_time = now
+        task.ready.append(cmd)
+        node = task
+        while node is not None:
+            node.counts[CS.READY] += 1
+            status = node.derive_status()
+            if status != node.status:
+                self._node_status_changed(node, status, now)
+            node = node.parent
+        self.dirty.commands.add(cmd)
+        self.refresh_ready(task)
+        return cmd
 
     def _record_outcome(self, rn, job, failed):
         if failed and job.rn_errors is not None:

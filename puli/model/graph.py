@@ -189,7 +189,10 @@ def _command(raw, where, task_name):
         raise InvalidGraph(f"{where} must be an object")
     description = _get(raw, "description", str, "", where) or task_name
     args = _json_dict(raw, "arguments", where)
-    return description, limits.json_text(f"{where}.arguments", args, InvalidGraph), _nb_frames(args, where)
+    frames = raw.get("nbFrames")
+    nb_frames = (limits.integer(f"{where}.nbFrames", frames, 1, error=InvalidGraph) if frames is not None
+                 else _nb_frames(args, where))
+    return description, limits.json_text(f"{where}.arguments", args, InvalidGraph), nb_frames
 
 
 def decompose(task_name, arguments, where="task", budget=None):

@@ -152,6 +152,7 @@ class Task(Node):
         self.commands = []
         self.ready = None               # deque of commands that may be READY (lazily pruned)
         self.avg_times = None           # [count, sum, min, max] of seconds per frame
+        self.chunk_size = None          # adaptive OpenJD chunks: the size last cut to (chunking.py)
 
     def walk(self):
         yield self

@@ -10,7 +10,9 @@ from .rows import (COMMAND_COLUMNS, COMMAND_STATS, DEPENDENCY_COLUMNS, LICENSE_C
 ID_CHUNK = 500
 # Columns a row never changes after its insertion: an upsert leaves them alone.
 _FIXED = {
-    "commands": ("task_id", "description", "args_json", "nb_frames"),
+    # (A command's description, arguments and frames change only when adaptive OpenJD chunks
+    # are cut again: model/chunking.py.)
+    "commands": ("task_id",),
     "nodes": ("kind", "parent_id", "job_id", "creation_time"),
 }
 

@@ -279,7 +279,11 @@ class RequestLimits:
 class JsonOnly:
     """A state-changing request's body is JSON, labelled so, or there is none (415 otherwise):
     a web page can make a browser send a form or text/plain to any address, never a JSON body
-    (that needs CORS, which the dispatcher never grants)."""
+    (that needs CORS, which the dispatcher never grants). `yaml_paths`: routes that also take
+    YAML (a YAML media type is no more a "simple" request than JSON is)."""
+
+    def __init__(self, yaml_paths=None):
+        self.yaml_paths = yaml_paths or {}
 
     def process_request(self, req, resp):
         if req.method not in ("POST", "PUT", "PATCH", "DELETE"):
@@ -289,7 +293,7 @@ class JsonOnly:
         media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if media_type == falcon.MEDIA_URLENCODED and req.path.startswith("/ui/"):
             return                      # the monitor's sign-in forms: they check their own CSRF secret
-        if media_type != falcon.MEDIA_JSON:
+        if media_type != falcon.MEDIA_JSON and media_type not in self.yaml_paths.get(req.path.rstrip("/"), ()):
             raise falcon.HTTPUnsupportedMediaType(
                 title="Unsupported media type",
                 description=f"send the body as JSON with 'Content-Type: application/json', "
