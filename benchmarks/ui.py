@@ -7,8 +7,8 @@ commands each (10,000 x 100: a million), the pages' answer times, and the dispat
 
 Jobs are submitted through the API (users, prods and shots vary; every tenth job is paused).
 Render times are the time to the last byte of a page on loopback, `--samples` times each, for
-the jobs page as it opens (50 newest), filtered, sorted by name and by progress, a deep page,
-its live part (what a browser fetches every 5 s), a job's page, and the render nodes page.
+the jobs page as it opens (50 newest), filtered, sorted by name and by progress,
+the last page of 250, its live part (what a browser fetches every 5 s), a job's page, and the render nodes page.
 Then `--monitors` monitors poll as ui.js does (the live part every 5 s, with If-None-Match;
 most on the jobs page, some on a job, some on the render nodes), for `--window` s; the
 dispatcher's CPU (its gunicorn processes, user + system) is compared with an idle window of
@@ -97,14 +97,14 @@ def summary(values):
             "mean": round(statistics.fmean(values) * 1000, 1)}
 
 
-def render_times(dispatcher, token, job_id, samples):
+def render_times(dispatcher, token, job_id, jobs, samples):
     pages = {
         "jobs (50 newest)": "/ui/jobs",
         "jobs filtered (user + prod)": "/ui/jobs?constraint_user=ann&constraint_prod=wolf",
         "jobs by name glob": "/ui/jobs?constraint_name=*sh010*",
         "jobs sorted by name": "/ui/jobs?sort=name",
         "jobs sorted by progress": "/ui/jobs?sort=-completion",
-        "jobs page 100 (250 a page)": "/ui/jobs?limit=250&offset=24750",
+        "jobs, the last page of 250": f"/ui/jobs?limit=250&offset={max(jobs - 250, 0)}",
         "job page (tree + 100 commands)": f"/ui/jobs/{job_id}",
         "render nodes": "/ui/rendernodes",
     }
@@ -226,7 +226,7 @@ def main():
         job_ids = submit(dispatcher, args.jobs, args.commands)
         figures["submitSeconds"] = round(time.time() - started, 1)
         token = dispatcher.create_token("bench", "wrangler")
-        figures["render"] = render_times(dispatcher, token, job_ids[len(job_ids) // 2], args.samples)
+        figures["render"] = render_times(dispatcher, token, job_ids[len(job_ids) // 2], args.jobs, args.samples)
         idle_before = cpu_of(dispatcher.proc.pid)
         time.sleep(args.window)
         idle = cpu_of(dispatcher.proc.pid) - idle_before

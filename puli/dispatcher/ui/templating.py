@@ -58,10 +58,19 @@ def _bytes(value):
         value /= 1024
 
 
+_COUNT_LABELS = [(s.name.lower(), s.name, s.name[:3]) for s in CommandStatus]
+
+
+def _nonzero_counts(counts):
+    """(css class, status, short name, count) of the statuses a node has commands in."""
+    return [(*_COUNT_LABELS[code], n) for code, n in enumerate(counts) if n]
+
+
 ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
     autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-ENV.filters.update(when=_when, duration=_duration, megabytes=_megabytes, bytes=_bytes)
+ENV.filters.update(when=_when, duration=_duration, megabytes=_megabytes, bytes=_bytes,
+                   nonzero_counts=_nonzero_counts)
 ENV.globals.update(
     COMMAND_STATUSES=[(int(s), s.name) for s in CommandStatus],
     NODE_STATUSES=[(int(s), s.name) for s in NodeStatus],
