@@ -53,6 +53,9 @@ def test_a_sign_in_is_refused_without_its_forms_secret_a_good_token_or_a_human_r
         {"token": api.tokens["admin"], "csrf": "guess"}), headers={**NO_BEARER, "Content-Type": FORM})
     assert forged.status_code == 400 and sessions.COOKIE not in forged.cookies
     assert "expired" in forged.text
+    repeated = api.client.simulate_post("/ui/signin", body="token=a&token=b&csrf=x&csrf=y", headers={
+        **NO_BEARER, "Content-Type": FORM}, cookies={sessions.SIGNIN_COOKIE: "x"})
+    assert repeated.status_code == 400 and sessions.COOKIE not in repeated.cookies
     for token, words in (("puli_madeup", "unknown token"), (api.tokens["worker"], "worker token"), ("", "paste")):
         answer, session = sign_in(api, token)
         assert session is None and answer.status_code in (400, 401) and words in answer.text, answer.text

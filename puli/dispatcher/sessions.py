@@ -74,5 +74,7 @@ class Sessions:
 
 
 def same_secret(given, expected):
-    """Constant-time comparison of two secrets (str); a missing one never matches."""
-    return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time comparison of two secrets; a missing one (or a form's repeated field, a
+    list) never matches."""
+    return (isinstance(given, str) and isinstance(expected, str) and bool(given) and bool(expected)
+            and hmac.compare_digest(given.encode(), expected.encode()))
