@@ -5,8 +5,10 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from processes import Dispatcher, wait_for
 from puli.farmsim.ledger import Ledger
@@ -77,6 +79,15 @@ def commands(dispatcher, job_id):
     return body["commands"]
 
 
+def stops_accepted(dispatcher):
+    """Stop orders the dispatcher's senders have had accepted, from its /metrics."""
+    request = urllib.request.Request(f"{dispatcher.url}/metrics", headers={"Authorization": f"Bearer {dispatcher.token}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "puli_deliveries_total" and sample.labels == {"kind": "stop", "outcome": "accepted"})
+
+
 def test_a_small_simulated_farm_runs_a_real_job_to_done_each_frame_once(dispatcher, tmp_path, farms):
     farm = Farmsim(dispatcher, tmp_path, "--nodes", "6", "--cores", "2", "--pools", "sim",
                    "--durations", "uniform:0.1-0.4", "--heartbeat-interval", "1")
@@ -123,6 +134,8 @@ def test_a_canceled_job_stops_its_simulated_runs(dispatcher, tmp_path, farms):
     assert dispatcher.call("PUT", f"/nodes/{job_id}/cancel")[0] == 200
     wait_for(lambda: all(n["commands"] == [] for n in dispatcher.get("/rendernodes/")[1]["rendernodes"]
                          if n["name"].startswith("sim")), what="the nodes free again")
+    # Freed in the dispatcher's model at once; the stop orders reach the nodes from its senders.
+    wait_for(lambda: stops_accepted(dispatcher) >= 3, what="the three stop orders taken by the nodes")
     code, summary = farm.finish()
     assert code == 0, summary["ledger"]
     assert summary["received"]["DELETE /commands/<id>/"] == {"202": 3}
